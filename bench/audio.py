@@ -1,0 +1,151 @@
+"""The one audio front end every classifier, explainer and metric shares.
+
+Parameters follow the L2I code (method notes §1.3): 44.1 kHz, STFT n_fft 1024, hop 512,
+Hann window, centred; 128 Slaney mel bands applied to the *magnitude* (the L2I quirk,
+kept so that published numbers stay comparable) and converted to dB with ref 1,
+amin 1e-10, top_db 80; ``log(1 + |X|)`` for NMF; the input phase kept for resynthesis.
+Everything is torch, so features are computed on the GPU when the run has one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from l2i_bench.errors import BenchError
+
+SAMPLE_RATE = 44_100
+N_FFT = 1024
+HOP_LENGTH = 512
+N_MELS = 128
+N_FREQS = N_FFT // 2 + 1
+TOP_DB = 80.0
+AMIN = 1e-10
+
+
+def num_frames(num_samples: int) -> int:
+    """STFT frames of a centred STFT (431 for 5 s, 862 for 10 s at 44.1 kHz)."""
+    return 1 + num_samples // HOP_LENGTH
+
+
+def read_audio(path: Path, num_samples: int | None = None) -> np.ndarray:
+    """Read a file as mono float32 at :data:`SAMPLE_RATE`, padded/cropped if asked.
+
+    Stereo is averaged; other rates are resampled. Non-finite or silent audio is an
+    error, since no classifier or explainer output on it would mean anything.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(
+            f"audio file not found: {path}",
+            "check --data-dir, or re-run `l2i-bench download` for this dataset",
+        )
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise BenchError(
+            f"cannot decode audio file {path}: {err}",
+            "the file is corrupt or not audio; replace it from the original archive",
+        ) from err
+    wave = data.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        wave = (
+            AF.resample(torch.from_numpy(wave), orig_freq=rate, new_freq=SAMPLE_RATE)
+            .numpy()
+            .astype(np.float32)
+        )
+    if not np.all(np.isfinite(wave)):
+        raise BenchError(
+            f"audio file {path} contains NaN or infinite samples",
+            "replace the file from the original archive",
+        )
+    if num_samples is not None:
+        wave = fit_length(wave, num_samples)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:
+    """Zero-pad or crop at the end to exactly ``num_samples``."""
+    if wave.shape[-1] >= num_samples:
+        return wave[..., :num_samples]
+    pad = np.zeros(wave.shape[:-1] + (num_samples - wave.shape[-1],), dtype=wave.dtype)
+    return np.concatenate([wave, pad], axis=-1)
+
+
+def write_audio(path: Path, wave: np.ndarray | torch.Tensor) -> None:
+    """Write mono audio at :data:`SAMPLE_RATE`, peak-limited so it never clips."""
+    if isinstance(wave, torch.Tensor):
+        wave = wave.detach().float().cpu().numpy()
+    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+    if peak > 0.999:
+        wave = wave * (0.999 / peak)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
+
+
+class FrontEnd:
+    """STFT, log-mel and inverse STFT on a device; one instance per run."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.window = torch.hann_window(N_FFT, device=self.device)
+        mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)  # (M, F) Slaney
+        self.mel_basis = torch.from_numpy(mel).float().to(self.device)
+
+    def stft(self, wave: torch.Tensor) -> torch.Tensor:
+        """Complex STFT ``(B, F, T)`` of waveforms ``(B, L)`` (reflect-padded, centred)."""
+        return torch.stft(
+            wave.to(self.device),
+            n_fft=N_FFT,
+            hop_length=HOP_LENGTH,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )
+
+    def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """Waveforms ``(B, length)`` from complex STFTs ``(B, F, T)``."""
+        return torch.istft(
+            spec.to(self.device),
+            n_fft=N_FFT,
+            hop_length=HOP_LENGTH,
+            window=self.window,
+            center=True,
+            length=length,
+        )
+
+    def logmel_from_magnitude(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """Classifier input ``(B, 1, T, M)`` in dB from linear magnitudes ``(B, F, T)``.
+
+        ``top_db`` clipping is per clip, as librosa's ``power_to_db`` does it.
+        """
+        mel = torch.matmul(self.mel_basis, magnitude.to(self.device))  # (B, M, T)
+        db = 10.0 * torch.log10(torch.clamp(mel, min=AMIN))
+        peak = db.amax(dim=(-2, -1), keepdim=True)
+        db = torch.maximum(db, peak - TOP_DB)
+        return db.transpose(-1, -2).unsqueeze(1)
+
+    def logmel(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.logmel_from_magnitude(self.stft(wave).abs())
+
+    def resynthesise(self, magnitude: torch.Tensor, like: torch.Tensor, length: int) -> torch.Tensor:
+        """Waveforms from new magnitudes with the phase of the complex STFT ``like``."""
+        phase = like / (like.abs() + 1e-9)
+        return self.istft(magnitude.to(phase.dtype) * phase, length)
+
+    def apply_mask(self, spec: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor:
+        """The listenable waveform of a linear-magnitude mask: ``istft(M * X)``."""
+        return self.istft(spec.to(self.device) * mask.to(self.device), length)
+
+    def logmel_of_masked(self, spec: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor:
+        """Classifier input after masking, through the waveform as a listener hears it:
+        resynthesise ``M * X`` and recompute the STFT (no shortcut in the STFT domain,
+        since ISTFT-STFT is not an identity for arbitrary masks)."""
+        return self.logmel(self.apply_mask(spec, mask, length))

@@ -1,0 +1,141 @@
+"""Clips in memory: decode once, cache to disk, batch with features on the device.
+
+Decoding 400 FLAC files takes longer than a forward pass over them, so each split's
+waveforms are cached as one ``.npy`` under the cache folder, keyed by the dataset's
+fingerprint and the clip list; a changed file list gives a new key, never stale audio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from l2i_bench.audio import SAMPLE_RATE, FrontEnd, read_audio
+from l2i_bench.types import AudioBatch, Clip
+
+
+def multi_hot(clips: Sequence[Clip], num_classes: int) -> np.ndarray:
+    targets = np.zeros((len(clips), num_classes), dtype=np.float32)
+    for row, clip in enumerate(clips):
+        targets[row, list(clip.labels)] = 1.0
+    return targets
+
+
+def load_waveforms(
+    paths: Sequence[Path],
+    num_samples: int,
+    *,
+    cache_dir: Path | None = None,
+    desc: str = "decoding audio",
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Waveforms ``(N, num_samples)`` float32, read through an on-disk cache."""
+    key = hashlib.sha256()
+    key.update(str(num_samples).encode())
+    for path in paths:
+        p = Path(path)
+        stat = p.stat() if p.exists() else None
+        key.update(f"{p.resolve()}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}".encode())
+    cache_file = None
+    if cache_dir is not None:
+        cache_file = Path(cache_dir) / "audio" / f"{key.hexdigest()[:20]}.npy"
+        if cache_file.is_file():
+            return np.load(cache_file, mmap_mode=None)
+    waves = np.zeros((len(paths), num_samples), dtype=np.float32)
+    for row, path in enumerate(
+        tqdm(paths, desc=desc, unit="clip", disable=not show_progress or len(paths) < 20)
+    ):
+        waves[row] = read_audio(path, num_samples)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, waves)
+        os.replace(tmp, cache_file)
+    return waves
+
+
+class ClipSet:
+    """A split held in memory as waveforms; features are computed per batch.
+
+    Implements :class:`l2i_bench.types.BatchSource`.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        waveforms: np.ndarray,
+        num_classes: int,
+        front_end: FrontEnd,
+    ) -> None:
+        if len(clips) != waveforms.shape[0]:
+            raise ValueError("one waveform per clip expected")
+        self.clips = list(clips)
+        self.waveforms = waveforms
+        self.targets = multi_hot(self.clips, num_classes)
+        self.front_end = front_end
+
+    @classmethod
+    def load(
+        cls,
+        clips: Sequence[Clip],
+        clip_seconds: float,
+        num_classes: int,
+        front_end: FrontEnd,
+        *,
+        cache_dir: Path | None = None,
+        desc: str = "decoding audio",
+        show_progress: bool = True,
+    ) -> ClipSet:
+        num_samples = round(clip_seconds * SAMPLE_RATE)
+        waves = load_waveforms(
+            [c.path for c in clips],
+            num_samples,
+            cache_dir=cache_dir,
+            desc=desc,
+            show_progress=show_progress,
+        )
+        return cls(clips, waves, num_classes, front_end)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.waveforms.shape[1])
+
+    def batch(self, indices: Sequence[int] | np.ndarray) -> AudioBatch:
+        """Rows ``indices`` with STFT and log-mel computed on the front end's device."""
+        idx = np.asarray(indices, dtype=np.int64)
+        wave = torch.from_numpy(self.waveforms[idx]).to(self.front_end.device)
+        spec = self.front_end.stft(wave)
+        return AudioBatch(
+            clip_ids=[self.clips[i].clip_id for i in idx.tolist()],
+            waveform=wave,
+            spec=spec,
+            logmel=self.front_end.logmel_from_magnitude(spec.abs()),
+            targets=torch.from_numpy(self.targets[idx]).to(self.front_end.device),
+        )
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[AudioBatch]:
+        order = np.arange(len(self))
+        if shuffle:
+            np.random.default_rng(seed).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            yield self.batch(order[start : start + batch_size])
+
+    def subset(self, indices: Sequence[int]) -> ClipSet:
+        idx = list(indices)
+        sub = ClipSet.__new__(ClipSet)
+        sub.clips = [self.clips[i] for i in idx]
+        sub.waveforms = self.waveforms[idx]
+        sub.targets = self.targets[idx]
+        sub.front_end = self.front_end
+        return sub

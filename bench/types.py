@@ -1,0 +1,443 @@
+"""The contracts between the host and its plugins.
+
+Everything a plugin sees or returns is defined here, so a plugin author reads one
+module. Tensors follow one layout everywhere:
+
+* waveform ``(B, L)`` float32 at :data:`l2i_bench.audio.SAMPLE_RATE`;
+* complex STFT ``(B, F, T)`` with ``F = N_FFT // 2 + 1 = 513``;
+* log-mel classifier input ``(B, 1, T, N_MELS)`` in dB (time on the height axis, as
+  Kumar et al.'s CNN expects);
+* an explanation mask ``(B, F, T)`` in ``[0, 1]`` on the *linear magnitude* STFT.
+
+The shared mask is what keeps metrics blind to the explainer that made it: masked-in
+is ``M * X``, masked-out is ``(1 - M) * X``, both resynthesised with the input phase.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import torch
+
+if TYPE_CHECKING:
+    from l2i_bench.audio import FrontEnd
+
+
+class Task(StrEnum):
+    MULTICLASS = "multiclass"
+    MULTILABEL = "multilabel"
+
+
+BOTH_TASKS: frozenset[Task] = frozenset({Task.MULTICLASS, Task.MULTILABEL})
+
+
+class Direction(StrEnum):
+    """Which way a metric column is better; the leaderboard prints it per column."""
+
+    HIGHER = "higher"
+    LOWER = "lower"
+    NEUTRAL = "neutral"  # descriptive columns (e.g. number of components kept)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One labelled audio file.
+
+    ``labels`` holds the positive class indices (exactly one for multiclass).
+    ``stems`` maps stem names to audio files when ground truth is known: ``target``
+    (the labelled event alone) and ``interference`` (everything else in the mix).
+    """
+
+    clip_id: str
+    path: Path
+    labels: tuple[int, ...]
+    stems: Mapping[str, Path] = field(default_factory=dict)
+    condition: str = "clean"
+
+
+@dataclass(frozen=True)
+class Split:
+    """The clips of one fold. ``protocol`` says in words how the split was made and is
+    recorded in the run manifest (e.g. a within-data split when folds are missing).
+
+    ``conditions`` holds extra test sets with stems (``synth``'s *overlap* and *noise*),
+    scored by the ground-truth metrics only.
+    """
+
+    fold: str
+    train: Sequence[Clip]
+    valid: Sequence[Clip]
+    test: Sequence[Clip]
+    protocol: str
+    conditions: Mapping[str, Sequence[Clip]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExplainerDefaults:
+    """Per-dataset settings explainers start from (overridable with ``--option``)."""
+
+    nmf_components: int = 100
+    relevance_threshold: float = 0.2
+    dictionary_strategy: str = "global"  # or "noise_then_class" (SONYC-UST, appendix A.1)
+    interpreter_epochs: int = 35
+    interpreter_lr: float = 2e-4
+
+
+@dataclass(frozen=True)
+class ClassifierDefaults:
+    """How the host trains the classifier for a dataset."""
+
+    width: float = 1.0  # channel multiplier of the Kumar et al. CNN (1.0 = the paper's)
+    epochs: int = 60
+    lr: float = 1e-3
+    batch_size: int = 32
+    patience: int = 8
+
+
+class Dataset(ABC):
+    """A dataset plugin: lists clips and folds; the host loads audio and features.
+
+    Subclasses set the class attributes and implement :meth:`class_names`,
+    :meth:`folds` and :meth:`split`. ``prepare`` must either make the data usable
+    (e.g. generate it) or raise :class:`l2i_bench.errors.BenchError` naming the missing
+    file and the fix.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    task: ClassVar[Task]
+    clip_seconds: ClassVar[float]
+    explainer_defaults: ClassVar[ExplainerDefaults] = ExplainerDefaults()
+    classifier_defaults: ClassVar[ClassifierDefaults] = ClassifierDefaults()
+
+    def __init__(self, data_dir: Path | None = None, *, seed: int = 0) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else self.default_data_dir()
+        self.seed = seed
+
+    @classmethod
+    def default_data_dir(cls) -> Path:
+        return Path("datasets") / cls.name
+
+    def prepare(self) -> None:
+        """Check (or create) the data on disk; raise BenchError with the fix if unusable."""
+
+    @property
+    @abstractmethod
+    def class_names(self) -> list[str]: ...
+
+    @abstractmethod
+    def folds(self) -> list[str]:
+        """Names of the folds available in ``data_dir`` (e.g. ``["1", ..., "5"]``)."""
+
+    @abstractmethod
+    def split(self, fold: str) -> Split: ...
+
+    def fingerprint(self) -> str:
+        """A short hash of what is on disk; part of every cache key. Override when the
+        dataset has a cheaper or stronger identity than the default (the clip list)."""
+        import hashlib
+
+        digest = hashlib.sha256(f"{self.name}:{self.version}".encode())
+        for fold in self.folds():
+            for part in (self.split(fold).train, self.split(fold).test):
+                for clip in part:
+                    digest.update(clip.clip_id.encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+# ------------------------------------------------------------------ audio batches
+
+
+@dataclass
+class AudioBatch:
+    """Clips with the front end's features; built by :class:`l2i_bench.data.ClipSet`."""
+
+    clip_ids: list[str]
+    waveform: torch.Tensor  # (B, L) float32
+    spec: torch.Tensor  # (B, F, T) complex64 STFT
+    logmel: torch.Tensor  # (B, 1, T, M) dB
+    targets: torch.Tensor  # (B, C) float multi-hot ground truth
+
+    @property
+    def magnitude(self) -> torch.Tensor:
+        return self.spec.abs()
+
+    @property
+    def log_magnitude(self) -> torch.Tensor:
+        """``log(1 + |X|)``: the space the NMF dictionary and decoders live in."""
+        return torch.log1p(self.spec.abs())
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def to(self, device: torch.device | str) -> AudioBatch:
+        return AudioBatch(
+            self.clip_ids,
+            self.waveform.to(device),
+            self.spec.to(device),
+            self.logmel.to(device),
+            self.targets.to(device),
+        )
+
+    def select(self, rows: torch.Tensor | Sequence[int]) -> AudioBatch:
+        """Rows of this batch, repeated if asked (multilabel explains a clip per class)."""
+        index = torch.as_tensor(rows, dtype=torch.long)
+        cpu_index = index.tolist()
+        dev = self.waveform.device
+        index = index.to(dev)
+        return AudioBatch(
+            [self.clip_ids[i] for i in cpu_index],
+            self.waveform[index],
+            self.spec[index],
+            self.logmel[index],
+            self.targets[index],
+        )
+
+
+class BatchSource(Protocol):
+    """A split the host holds in memory; explainers iterate it to fit themselves."""
+
+    clips: Sequence[Clip]
+
+    def __len__(self) -> int: ...
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[AudioBatch]:
+        """Batches on the run's device; ``shuffle`` is seeded, so runs repeat."""
+        ...
+
+
+# --------------------------------------------------------------------- classifier
+
+
+class ClassifierModel(Protocol):
+    """What explainers and metrics may call on the trained classifier (an eval-mode
+    ``torch.nn.Module`` in :mod:`l2i_bench.classifier`)."""
+
+    task: Task
+    num_classes: int
+    tap_names: tuple[str, ...]  # ("B4", "B5", "B6")
+
+    def __call__(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` from log-mel input ``(B, 1, T, M)``."""
+        ...
+
+    def forward_with_taps(self, logmel: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and the hidden taps (B4, B5, B6 conv outputs before pooling)."""
+        ...
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax for multiclass, sigmoid for multilabel."""
+        ...
+
+
+# ---------------------------------------------------------------------- explainers
+
+
+@dataclass
+class ExplainerContext:
+    """Everything an explainer may use; handed to its constructor by the runner."""
+
+    dataset_name: str
+    task: Task
+    class_names: list[str]
+    classifier: ClassifierModel
+    front_end: FrontEnd
+    device: torch.device
+    seed: int
+    defaults: ExplainerDefaults
+    cache_dir: Path  # explainers cache learned state here (e.g. NMF dictionaries)
+    cache_key: str  # identifies data + classifier; put it in cache file names
+    options: Mapping[str, Any] = field(default_factory=dict)  # --option NAME.key=value
+    show_progress: bool = True
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def option(self, key: str, default: Any) -> Any:
+        """A user override cast to the default's type, else the default."""
+        if key not in self.options:
+            return default
+        value = self.options[key]
+        if isinstance(default, bool) and isinstance(value, str):
+            return value.lower() in {"1", "true", "yes", "on"}
+        return type(default)(value) if default is not None else value
+
+
+@dataclass
+class Explanation:
+    """An explainer's answer for a batch of (clip, class) rows.
+
+    ``mask`` is required for listenable output and every mask-based metric.
+    ``relevance`` is over the explainer's own units (NMF components, segments, chunks).
+    ``waveform`` may be left ``None``; the host then resynthesises ``mask * X`` with
+    the input phase. ``extra`` carries method-specific outputs (e.g. FLINT's
+    activation-maximisation audio), each a tensor with the batch as first axis.
+    """
+
+    mask: torch.Tensor  # (B, F, T) in [0, 1]
+    relevance: torch.Tensor | None = None  # (B, U)
+    waveform: torch.Tensor | None = None  # (B, L)
+    surrogate_logits: torch.Tensor | None = None  # (B, C)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Explainer(ABC):
+    """Base class of explainer plugins; one module each, like ``captum.attr``.
+
+    ``explain`` receives one class per row; the runner repeats a clip once per class
+    for multilabel data. Explainers with a surrogate model (``has_surrogate``) also
+    implement :meth:`predict`, scored for fidelity to the classifier.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    unit: ClassVar[str] = "time-frequency bin"  # what ``relevance`` indexes
+    needs_training: ClassVar[bool] = False
+    has_surrogate: ClassVar[bool] = False
+    tasks: ClassVar[frozenset[Task]] = BOTH_TASKS
+
+    def __init__(self, context: ExplainerContext) -> None:
+        self.context = context
+
+    def fit(self, train: BatchSource, valid: BatchSource) -> dict[str, Any]:
+        """Train on the training split (select on ``valid``, never on test).
+
+        Returns facts worth recording in the cell file (epochs run, best score...).
+        """
+        return {}
+
+    @abstractmethod
+    def explain(self, batch: AudioBatch, classes: torch.Tensor) -> Explanation:
+        """Explain ``classes[i]`` (long, ``(B,)``) for row ``i`` of ``batch``."""
+
+    def predict(self, batch: AudioBatch) -> torch.Tensor:
+        """Surrogate logits ``(B, C)``; only for explainers with ``has_surrogate``."""
+        raise NotImplementedError(f"explainer {self.name!r} has no surrogate model")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Learned state to cache after ``fit`` (empty when nothing is learned)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+# ------------------------------------------------------------------------ metrics
+
+
+@dataclass(frozen=True)
+class Column:
+    """One published number of a metric: its name, direction, unit and exact variant."""
+
+    name: str
+    direction: Direction
+    unit: str = ""
+    variant: str = ""
+
+
+@dataclass
+class ExplanationSet:
+    """All explanations of one evaluation set, row-aligned with ``rows``/``classes``."""
+
+    rows: torch.Tensor  # (R,) index into the evaluation batch
+    classes: torch.Tensor  # (R,) class explained
+    mask: torch.Tensor  # (R, F, T)
+    relevance: torch.Tensor | None
+    waveform: torch.Tensor  # (R, L)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class ConditionSet:
+    """A test set with stems (e.g. synth's overlap/noise), for ground-truth metrics."""
+
+    name: str
+    batch: AudioBatch
+    stems: dict[str, torch.Tensor]  # stem name -> (N, L) waveforms aligned with batch
+    explanations: ExplanationSet
+
+
+@dataclass
+class Timing:
+    fit_seconds: float
+    explain_ms_per_clip: list[float]
+    peak_memory_mb: float
+    device_name: str
+
+
+@dataclass
+class Evaluation:
+    """What a metric sees for one cell (dataset x fold x explainer). CPU tensors."""
+
+    dataset: str
+    fold: str
+    task: Task
+    class_names: list[str]
+    explainer_name: str
+    explainer_has_surrogate: bool
+    classifier: ClassifierModel
+    front_end: FrontEnd
+    device: torch.device
+    seed: int
+    test: AudioBatch
+    classifier_logits: torch.Tensor  # (N, C) on ``test``
+    decision_thresholds: torch.Tensor | None  # (C,) multilabel decisions on probabilities
+    surrogate_logits: torch.Tensor | None  # (N, C) when the explainer has a surrogate
+    explanations: ExplanationSet
+    conditions: dict[str, ConditionSet]
+    timing: Timing
+
+    def generator(self, tag: str) -> torch.Generator:
+        """A seeded generator per (seed, metric tag) so metrics draw independently."""
+        import zlib
+
+        g = torch.Generator()
+        g.manual_seed(self.seed * 1_000_003 + zlib.crc32(tag.encode()))
+        return g
+
+    def classifier_logits_of(self, logmel: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        """Classifier logits on modified inputs, batched on the run's device."""
+        outs = []
+        with torch.no_grad():
+            for start in range(0, logmel.shape[0], batch_size):
+                chunk = logmel[start : start + batch_size].to(self.device)
+                outs.append(self.classifier(chunk).float().cpu())
+        return torch.cat(outs) if outs else torch.empty(0, len(self.class_names))
+
+
+class Metric(ABC):
+    """Base class of metric plugins. ``columns`` is static so that a metric that does
+    not apply still publishes its columns, empty, with the reason."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    columns: ClassVar[tuple[Column, ...]]
+    tasks: ClassVar[frozenset[Task]] = BOTH_TASKS
+
+    def not_applicable(self, evaluation: Evaluation) -> str | None:
+        """A reason this metric does not apply to this cell, or ``None`` if it does."""
+        if evaluation.task not in self.tasks:
+            return f"{self.name} is defined for {sorted(self.tasks)} tasks only"
+        return None
+
+    @abstractmethod
+    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+        """Values keyed by column name (every declared column)."""
