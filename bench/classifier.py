@@ -1,0 +1,673 @@
+"""The classifier every explainer interprets: Kumar et al.'s CNN with L2I's head.
+
+Architecture (method notes §1.1-§1.2): six conv blocks B1-B6 (Conv3x3+BN+ReLU, two
+convs per block for B1-B5 and one for B6, ``MaxPool2d(2)`` after each), F1 (a 2x2
+conv without padding +BN+ReLU to 1024 channels), then the head L2I trained for ESC-50
+(``FtEx``): 1x1 conv to 256 channels + ReLU, global pooling, ``Dropout(0.2)``,
+``Linear(-> C)``. Interpreters read the B4/B5/B6 conv outputs *before* their max-pool.
+
+Global pooling is an **average**. The L2I code has ``max_pool2d`` fixed, but its comment
+says the ESC-50 experiments used ``avg_pool2d`` (only the final SONYC-UST model used
+max); average pooling is also the smoother choice for training from scratch on small
+folds. Pooling has no parameters, so a checkpoint loads either way.
+
+The module also trains (or reuses from a cache) one classifier per (dataset, fold):
+Adam, early stopping on the validation split (never the test fold, unlike the L2I
+code), best weights restored, and per-class decision thresholds for multilabel data
+chosen on validation F1 from the grid L2I's ``compute_multilabel_threshold`` uses.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from l2i_bench.audio import N_MELS
+from l2i_bench.data import ClipSet
+from l2i_bench.errors import BenchError
+from l2i_bench.types import Task
+from sklearn.metrics import average_precision_score
+from torch import nn
+from tqdm.auto import tqdm
+
+TAP_NAMES: tuple[str, ...] = ("B4", "B5", "B6")
+THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+"""Candidate multilabel decision thresholds {0.05, 0.10, ..., 0.95} (L2I's grid)."""
+
+CHECKPOINT_FORMAT = 1
+MIN_FRAMES = 64
+"""Shortest input: six 2x pools must leave at least one time frame for F1."""
+
+# Which Kumar et al. layer (``layer{n}`` in ``weak_mxh64_1024``) each of our conv units
+# is, so that the AudioSet checkpoint's keys can be translated (method notes §1.1).
+KUMAR_LAYER_OF: dict[str, int] = {
+    "b1.0": 1,
+    "b1.1": 2,
+    "b2.0": 4,
+    "b2.1": 5,
+    "b3.0": 7,
+    "b3.1": 8,
+    "b4.0": 10,
+    "b4.1": 11,
+    "b5.0": 13,
+    "b5.1": 14,
+    "b6.0": 16,
+    "f1": 18,
+}
+_OUR_UNIT_OF_KUMAR = {n: unit for unit, n in KUMAR_LAYER_OF.items()}
+BACKBONE_PREFIXES: tuple[str, ...] = ("b1.", "b2.", "b3.", "b4.", "b5.", "b6.", "f1.")
+
+
+def scaled_channels(n: int, width: float) -> int:
+    """Channels of a layer that has ``n`` at width 1.0 (never fewer than 4)."""
+    return max(4, round(n * width))
+
+
+def _conv_unit(c_in: int, c_out: int, kernel: int = 3, padding: int = 1) -> nn.Sequential:
+    """Conv + BN + ReLU as one Sequential, laid out like Kumar's ``layer{n}`` so a
+    checkpoint's ``.0`` (conv) and ``.1`` (BN) keys map one to one."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=kernel, padding=padding),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class KumarCNN(nn.Module):
+    """Kumar et al. (2018) CNN with L2I's classification head.
+
+    Input ``(B, 1, T, 128)`` log-mel in dB (time on the height axis); output logits
+    ``(B, C)``. ``width`` scales every channel count (``ch(n) = max(4, round(n*width))``)
+    so the ``synth`` default and the tests stay fast; 1.0 is the paper's network.
+    Implements :class:`l2i_bench.types.ClassifierModel`.
+    """
+
+    tap_names: tuple[str, ...] = TAP_NAMES
+
+    def __init__(self, num_classes: int, task: Task, width: float = 1.0) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not width > 0:
+            raise ValueError(f"width must be > 0, got {width}")
+        self.num_classes = int(num_classes)
+        self.task = Task(task)
+        self.width = float(width)
+
+        def ch(n: int) -> int:
+            return scaled_channels(n, width)
+
+        self.b1 = nn.Sequential(_conv_unit(1, ch(16)), _conv_unit(ch(16), ch(16)))
+        self.b2 = nn.Sequential(_conv_unit(ch(16), ch(32)), _conv_unit(ch(32), ch(32)))
+        self.b3 = nn.Sequential(_conv_unit(ch(32), ch(64)), _conv_unit(ch(64), ch(64)))
+        self.b4 = nn.Sequential(_conv_unit(ch(64), ch(128)), _conv_unit(ch(128), ch(128)))
+        self.b5 = nn.Sequential(_conv_unit(ch(128), ch(256)), _conv_unit(ch(256), ch(256)))
+        self.b6 = nn.Sequential(_conv_unit(ch(256), ch(512)))
+        self.f1 = _conv_unit(ch(512), ch(1024), kernel=2, padding=0)
+        self.pool = nn.MaxPool2d(2)
+        # L2I's FtEx head (the AudioSet 527-way layer19 is not built: L2I discards it).
+        self.head_conv = nn.Conv2d(ch(1024), ch(256), kernel_size=1)
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(ch(256), self.num_classes)
+        self.tap_channels: dict[str, int] = {"B4": ch(128), "B5": ch(256), "B6": ch(512)}
+
+    def forward_with_taps(
+        self, logmel: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and the B4/B5/B6 conv outputs before pooling, ``(B, C_tap, T', F')``:
+        B4 ``(T//8, 16)``, B5 ``(T//16, 8)``, B6 ``(T//32, 4)``."""
+        if logmel.dim() != 4 or logmel.shape[1] != 1 or logmel.shape[-1] != N_MELS:
+            raise ValueError(
+                f"KumarCNN expects log-mel input (B, 1, T, {N_MELS}), got {tuple(logmel.shape)}"
+            )
+        if logmel.shape[2] < MIN_FRAMES:
+            raise ValueError(
+                f"KumarCNN needs at least {MIN_FRAMES} frames (~0.75 s at 44.1 kHz), "
+                f"got {logmel.shape[2]}"
+            )
+        x = self.pool(self.b1(logmel))
+        x = self.pool(self.b2(x))
+        x = self.pool(self.b3(x))
+        t4 = self.b4(x)
+        t5 = self.b5(self.pool(t4))
+        t6 = self.b6(self.pool(t5))
+        x = self.pool(t6)
+        if x.shape[2] < 2:
+            # Clips shorter than 128 frames (~1.5 s) leave one frame for the 2x2 F1
+            # conv; repeating it keeps short test clips usable and never touches the
+            # 5 s / 10 s shapes of the paper.
+            x = F.pad(x, (0, 0, 0, 2 - x.shape[2]), mode="replicate")
+        x = self.f1(x)
+        x = F.relu(self.head_conv(x))
+        x = x.mean(dim=(2, 3))  # global average pool, see the module docstring
+        logits = self.fc(self.dropout(x))
+        return logits, {"B4": t4, "B5": t5, "B6": t6}
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_taps(logmel)[0]
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax for multiclass, sigmoid for multilabel."""
+        if self.task is Task.MULTICLASS:
+            return torch.softmax(logits, dim=-1)
+        return torch.sigmoid(logits)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (what the benchmark script and manifest report)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ------------------------------------------------------------------- configuration
+
+
+@dataclass
+class ClassifierConfig:
+    """Everything that changes the trained weights; hashed into the cache file name.
+
+    ``pretrained`` is a local checkpoint (e.g. Kumar et al.'s AudioSet weights saved
+    as a state dict) whose backbone is loaded before training. ``pos_weight`` is the
+    per-class positive weight of the multilabel BCE (L2I used one for SONYC-UST).
+    ``augment`` turns on seeded SpecAugment-style time/frequency masking.
+    """
+
+    width: float = 1.0
+    epochs: int = 60
+    lr: float = 1e-3
+    batch_size: int = 32
+    patience: int = 8
+    seed: int = 0
+    pretrained: Path | None = None
+    pos_weight: list[float] | None = None
+    augment: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (for the manifest and the checkpoint)."""
+        out = asdict(self)
+        out["pretrained"] = str(self.pretrained) if self.pretrained is not None else None
+        out["pos_weight"] = list(map(float, self.pos_weight)) if self.pos_weight else None
+        out["width"] = float(self.width)
+        out["lr"] = float(self.lr)
+        return out
+
+    def validate(self, num_classes: int, task: Task) -> None:
+        """Reject settings that would fail later, naming the option to fix."""
+        checks = [
+            (self.width > 0, f"width must be > 0, got {self.width}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}"),
+            (self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
+        ]
+        for ok, problem in checks:
+            if not ok:
+                raise BenchError(f"classifier config: {problem}", "fix the classifier settings")
+        if self.pos_weight is not None:
+            if task is not Task.MULTILABEL:
+                raise BenchError(
+                    "classifier config: pos_weight is only used by multilabel datasets",
+                    "remove pos_weight for this multiclass dataset",
+                )
+            if len(self.pos_weight) != num_classes:
+                raise BenchError(
+                    f"classifier config: pos_weight has {len(self.pos_weight)} values "
+                    f"but the dataset has {num_classes} classes",
+                    "give one positive weight per class",
+                )
+
+
+@dataclass
+class TrainedClassifier:
+    """A ready classifier (eval mode, on the run's device) and how it was obtained.
+
+    ``thresholds`` are per-class decision thresholds on probabilities (multilabel
+    only). ``train_seconds`` is the time the cached checkpoint took to train, also
+    when it was reused.
+    """
+
+    model: KumarCNN
+    config: ClassifierConfig
+    thresholds: torch.Tensor | None
+    history: list[dict[str, float]]
+    best_epoch: int
+    checkpoint: Path
+    checkpoint_sha256: str
+    reused: bool
+    train_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_validation_score(self) -> float:
+        """Validation score of the restored epoch (accuracy or micro AP)."""
+        for row in self.history:
+            if int(row["epoch"]) == self.best_epoch:
+                return float(row["val_score"])
+        return float("nan")
+
+
+# ------------------------------------------------------------------- small helpers
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def config_hash(config: ClassifierConfig, task: Task, num_classes: int) -> str:
+    """Short hash of what determines the weights. The pretrained file enters by its
+    content, so replacing the file at the same path never reuses a stale model."""
+    payload: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "config": config.to_dict(),
+        "task": str(task),
+        "num_classes": int(num_classes),
+    }
+    if config.pretrained is not None and Path(config.pretrained).is_file():
+        payload["pretrained_sha256"] = file_sha256(Path(config.pretrained))
+    text = json.dumps(payload, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def evaluate_logits(
+    model: nn.Module, clipset: ClipSet, batch_size: int, device: torch.device | str
+) -> torch.Tensor:
+    """Logits ``(N, C)`` on CPU for every clip, in order (no grad, eval mode; the
+    model's previous train/eval mode is restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    outs: list[torch.Tensor] = []
+    try:
+        with torch.no_grad():
+            for batch in clipset.batches(batch_size):
+                outs.append(model(batch.logmel.to(device)).float().cpu())
+    finally:
+        model.train(was_training)
+    if not outs:
+        num_classes = getattr(model, "num_classes", 0)
+        return torch.empty(0, num_classes)
+    return torch.cat(outs)
+
+
+def validation_score(task: Task, logits: torch.Tensor, targets: np.ndarray) -> float:
+    """Accuracy (multiclass) or sklearn micro average precision (multilabel)."""
+    if task is Task.MULTICLASS:
+        predicted = logits.argmax(dim=1).numpy()
+        return float(np.mean(predicted == targets.argmax(axis=1)))
+    if targets.sum() == 0:
+        return float("nan")  # AP undefined without positives
+    probs = torch.sigmoid(logits).numpy()
+    return float(average_precision_score(targets, probs, average="micro"))
+
+
+def choose_thresholds(
+    probs: torch.Tensor, targets: torch.Tensor, grid: tuple[float, ...] = THRESHOLD_GRID
+) -> torch.Tensor:
+    """Per-class threshold from ``grid`` maximising F1 of ``probs >= t`` on ``targets``.
+
+    Ties go to the lowest threshold; a class whose F1 is 0 everywhere (e.g. no
+    positives in the validation split) keeps 0.5, the sigmoid's neutral point.
+    """
+    probs = probs.detach().float().cpu()
+    targets = targets.detach().float().cpu()
+    grid_t = torch.tensor(grid, dtype=torch.float32)
+    predicted = (probs.unsqueeze(0) >= grid_t.view(-1, 1, 1)).float()  # (G, N, C)
+    tp = (predicted * targets).sum(dim=1)
+    fp = (predicted * (1 - targets)).sum(dim=1)
+    fn = ((1 - predicted) * targets).sum(dim=1)
+    f1 = 2 * tp / torch.clamp(2 * tp + fp + fn, min=1e-12)  # (G, C)
+    best = f1.argmax(dim=0)  # first maximum = lowest threshold
+    chosen = grid_t[best]
+    return torch.where(f1.max(dim=0).values > 0, chosen, torch.full_like(chosen, 0.5))
+
+
+def spec_augment(logmel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One time mask (<= 1/8 of the frames) and one mel mask (<= 12 bands) per clip,
+    filled with the clip's mean. Draws come from ``generator`` on the CPU, so the same
+    seed gives the same masks on any device."""
+    batch, _, frames, mels = logmel.shape
+    out = logmel.clone()
+    fill = logmel.mean(dim=(1, 2, 3))
+    t_width = torch.randint(0, max(1, frames // 8) + 1, (batch,), generator=generator)
+    f_width = torch.randint(0, 13, (batch,), generator=generator)
+    t_start = (torch.rand(batch, generator=generator) * (frames - t_width + 1)).long()
+    f_start = (torch.rand(batch, generator=generator) * (mels - f_width + 1)).long()
+    for row in range(batch):
+        t0, t1 = int(t_start[row]), int(t_start[row] + t_width[row])
+        f0, f1 = int(f_start[row]), int(f_start[row] + f_width[row])
+        out[row, :, t0:t1, :] = fill[row]
+        out[row, :, :, f0:f1] = fill[row]
+    return out
+
+
+# ------------------------------------------------------------------- pretrained
+
+
+def _backbone_key(key: str) -> str | None:
+    """Our backbone key for a checkpoint key, or ``None`` for heads/unknown keys.
+
+    Accepts our own names (``b4.1.0.weight``), Kumar et al.'s (``layer11.0.weight``)
+    and either behind a ``module.`` (DataParallel) or ``fe.``-style wrapper prefix.
+    """
+    key = re.sub(r"^module\.", "", key)
+    for _ in range(2):
+        if key.startswith(BACKBONE_PREFIXES):
+            return key
+        match = re.match(r"^layer(\d+)\.(.+)$", key)
+        if match:
+            unit = _OUR_UNIT_OF_KUMAR.get(int(match.group(1)))
+            return f"{unit}.{match.group(2)}" if unit is not None else None
+        if "." not in key:
+            return None
+        key = key.split(".", 1)[1]  # drop one wrapper prefix and retry
+    return None
+
+
+def load_pretrained_backbone(model: KumarCNN, path: Path) -> dict[str, int]:
+    """Copy the backbone weights (B1-B6, F1) of a local checkpoint into ``model``.
+
+    Heads are skipped (the AudioSet 527-way layer or another dataset's classifier).
+    Shapes must match exactly: a width or architecture mismatch is an error, never a
+    silent partial load. Returns counts of loaded and skipped tensors.
+    """
+    path = Path(path)
+    fix = (
+        "pass a PyTorch state dict of the Kumar et al. CNN (raw, or under 'state_dict'), "
+        "saved with torch.save; convert an old pickled model with "
+        "torch.save(model.state_dict(), 'weights.pt')"
+    )
+    if not path.is_file():
+        raise BenchError(f"pretrained classifier checkpoint not found: {path}", fix)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated or a pickled module object
+        raise BenchError(
+            f"cannot load pretrained classifier checkpoint {path}: {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}",
+            fix,
+        ) from err
+    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
+        raise BenchError(f"pretrained checkpoint {path} does not hold a state dict", fix)
+    own = model.state_dict()
+    update: dict[str, torch.Tensor] = {}
+    skipped = 0
+    for key, tensor in loaded.items():
+        ours = _backbone_key(str(key))
+        if ours is None or ours not in own:
+            skipped += 1
+            continue
+        if tuple(tensor.shape) != tuple(own[ours].shape):
+            raise BenchError(
+                f"pretrained checkpoint {path}: {key} has shape {tuple(tensor.shape)} but the "
+                f"classifier (width {model.width}) expects {tuple(own[ours].shape)}",
+                "set the classifier width to the checkpoint's (1.0 for Kumar et al.'s "
+                "AudioSet weights) or use a checkpoint of this width",
+            )
+        update[ours] = tensor.to(own[ours].dtype)
+    if not update:
+        raise BenchError(
+            f"pretrained checkpoint {path} has no backbone weights of the Kumar et al. CNN "
+            f"({len(loaded)} keys, none named like layer1..layer18 or b1..f1)",
+            fix,
+        )
+    own.update(update)
+    model.load_state_dict(own)
+    return {"loaded": len(update), "skipped": skipped}
+
+
+# ------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write atomically (tmp file + ``os.replace``) so a killed run never leaves a
+    half-written checkpoint that a later run would trust."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _load_cached(
+    path: Path, config: ClassifierConfig, task: Task, num_classes: int
+) -> tuple[KumarCNN, dict[str, Any]]:
+    """Load and validate a cached checkpoint; raises on anything unexpected."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    required = {"state_dict", "config", "task", "num_classes", "thresholds", "history"}
+    if not isinstance(payload, dict) or not required <= set(payload):
+        raise ValueError("missing keys")
+    if payload["task"] != str(task) or int(payload["num_classes"]) != num_classes:
+        raise ValueError("task or class count differs")
+    if payload["config"] != config.to_dict():
+        raise ValueError("config differs")
+    model = KumarCNN(num_classes, task, config.width)
+    model.load_state_dict(payload["state_dict"], strict=True)
+    thresholds = payload["thresholds"]
+    if task is Task.MULTILABEL and (
+        not isinstance(thresholds, torch.Tensor) or thresholds.shape != (num_classes,)
+    ):
+        raise ValueError("multilabel thresholds missing")
+    return model, payload
+
+
+# ------------------------------------------------------------------- training
+
+
+def _loss_fn(task: Task, config: ClassifierConfig, device: torch.device) -> nn.Module:
+    if task is Task.MULTICLASS:
+        return nn.CrossEntropyLoss()
+    pos_weight = None
+    if config.pos_weight is not None:
+        pos_weight = torch.tensor(config.pos_weight, dtype=torch.float32, device=device)
+    return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+
+def _train(
+    train: ClipSet,
+    valid: ClipSet,
+    *,
+    task: Task,
+    num_classes: int,
+    config: ClassifierConfig,
+    device: torch.device,
+    show_progress: bool,
+) -> tuple[KumarCNN, list[dict[str, float]], int, dict[str, Any]]:
+    """Train with early stopping; returns the best-epoch model (eval mode)."""
+    torch.manual_seed(config.seed)
+    model = KumarCNN(num_classes, task, config.width)
+    extra: dict[str, Any] = {}
+    if config.pretrained is not None:
+        extra["pretrained"] = load_pretrained_backbone(model, Path(config.pretrained))
+    model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    loss_fn = _loss_fn(task, config, device)
+    augment_rng = torch.Generator().manual_seed(config.seed)
+    valid_targets = valid.targets
+
+    history: list[dict[str, float]] = []
+    best_score, best_epoch, best_state = -math.inf, 0, None
+    stale = 0
+    bar = tqdm(
+        range(1, config.epochs + 1),
+        desc="training classifier",
+        unit="epoch",
+        disable=not show_progress,
+    )
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        total, seen = 0.0, 0
+        for batch in train.batches(config.batch_size, shuffle=True, seed=config.seed + epoch):
+            if len(batch) < 2:
+                continue  # BatchNorm cannot train on a single clip
+            logmel = batch.logmel.to(device)
+            if config.augment:
+                logmel = spec_augment(logmel, augment_rng)
+            logits = model(logmel)
+            targets = batch.targets.to(device)
+            if task is Task.MULTICLASS:
+                loss = loss_fn(logits, targets.argmax(dim=1))
+            else:
+                loss = loss_fn(logits, targets)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+        val_logits = evaluate_logits(model, valid, config.batch_size, device)
+        score = validation_score(task, val_logits, valid_targets)
+        row = {
+            "epoch": float(epoch),
+            "train_loss": total / max(seen, 1),
+            "val_score": score,
+            "seconds": time.perf_counter() - start,
+        }
+        history.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{score:.3f}")
+        if not math.isfinite(row["train_loss"]):
+            raise BenchError(
+                f"classifier training diverged at epoch {epoch} (loss {row['train_loss']})",
+                "lower the classifier learning rate (lr)",
+            )
+        if score > best_score or best_state is None:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    bar.close()
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history, best_epoch, extra
+
+
+def train_or_load_classifier(
+    train: ClipSet,
+    valid: ClipSet,
+    *,
+    task: Task,
+    num_classes: int,
+    config: ClassifierConfig,
+    cache_dir: Path,
+    cache_key: str,
+    device: torch.device | str,
+    show_progress: bool = True,
+) -> TrainedClassifier:
+    """The classifier of one (dataset, fold): from the cache if a valid checkpoint for
+    this data and config exists, else trained and cached.
+
+    ``cache_key`` must identify the data (dataset fingerprint and fold); the config
+    hash is appended, so ``cache_dir/classifiers/{cache_key}-{hash}.pt`` changes with
+    anything that changes the weights. A corrupt or mismatching cache file is retrained
+    with a warning rather than failing the run.
+    """
+    task = Task(task)
+    device = torch.device(device)
+    config.validate(num_classes, task)
+    if len(valid) == 0:
+        raise BenchError(
+            "the classifier needs a non-empty validation split for early stopping",
+            "give the dataset's split() a validation part (carved from training, "
+            "never the test fold)",
+        )
+    if len(train) < 2:
+        raise BenchError(
+            f"the classifier needs at least 2 training clips, got {len(train)}",
+            "check the dataset's split() and the data folder",
+        )
+    safe_key = re.sub(r"[^A-Za-z0-9_.-]+", "_", cache_key)
+    path = (
+        Path(cache_dir) / "classifiers" / f"{safe_key}-{config_hash(config, task, num_classes)}.pt"
+    )
+
+    if path.is_file():
+        try:
+            model, payload = _load_cached(path, config, task, num_classes)
+        except Exception as err:
+            warnings.warn(
+                f"ignoring unusable cached classifier {path} ({type(err).__name__}: {err}); "
+                "retraining",
+                stacklevel=2,
+            )
+        else:
+            model.to(device).eval()
+            thresholds = payload["thresholds"]
+            return TrainedClassifier(
+                model=model,
+                config=config,
+                thresholds=thresholds.float() if thresholds is not None else None,
+                history=list(payload["history"]),
+                best_epoch=int(payload.get("best_epoch", 0)),
+                checkpoint=path,
+                checkpoint_sha256=file_sha256(path),
+                reused=True,
+                train_seconds=float(payload.get("train_seconds", 0.0)),
+                extra=dict(payload.get("extra", {})),
+            )
+
+    start = time.perf_counter()
+    model, history, best_epoch, extra = _train(
+        train,
+        valid,
+        task=task,
+        num_classes=num_classes,
+        config=config,
+        device=device,
+        show_progress=show_progress,
+    )
+    thresholds = None
+    if task is Task.MULTILABEL:
+        probs = torch.sigmoid(evaluate_logits(model, valid, config.batch_size, device))
+        thresholds = choose_thresholds(probs, torch.from_numpy(valid.targets))
+    train_seconds = time.perf_counter() - start
+    _save_checkpoint(
+        path,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "config": config.to_dict(),
+            "task": str(task),
+            "num_classes": int(num_classes),
+            "thresholds": thresholds,
+            "history": history,
+            "best_epoch": int(best_epoch),
+            "train_seconds": float(train_seconds),
+            "extra": extra,
+        },
+    )
+    return TrainedClassifier(
+        model=model,
+        config=config,
+        thresholds=thresholds,
+        history=history,
+        best_epoch=best_epoch,
+        checkpoint=path,
+        checkpoint_sha256=file_sha256(path),
+        reused=False,
+        train_seconds=train_seconds,
+        extra=extra,
+    )
