@@ -16,7 +16,6 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
-
 from l2i_bench.errors import BenchError
 
 SAMPLE_RATE = 44_100
@@ -73,7 +72,7 @@ def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:
     """Zero-pad or crop at the end to exactly ``num_samples``."""
     if wave.shape[-1] >= num_samples:
         return wave[..., :num_samples]
-    pad = np.zeros(wave.shape[:-1] + (num_samples - wave.shape[-1],), dtype=wave.dtype)
+    pad = np.zeros((*wave.shape[:-1], num_samples - wave.shape[-1]), dtype=wave.dtype)
     return np.concatenate([wave, pad], axis=-1)
 
 
@@ -135,7 +134,9 @@ class FrontEnd:
     def logmel(self, wave: torch.Tensor) -> torch.Tensor:
         return self.logmel_from_magnitude(self.stft(wave).abs())
 
-    def resynthesise(self, magnitude: torch.Tensor, like: torch.Tensor, length: int) -> torch.Tensor:
+    def resynthesise(
+        self, magnitude: torch.Tensor, like: torch.Tensor, length: int
+    ) -> torch.Tensor:
         """Waveforms from new magnitudes with the phase of the complex STFT ``like``."""
         phase = like / (like.abs() + 1e-9)
         return self.istft(magnitude.to(phase.dtype) * phase, length)

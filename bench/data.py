@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, read_audio
 from l2i_bench.types import AudioBatch, Clip
+from tqdm.auto import tqdm
 
 
 def multi_hot(clips: Sequence[Clip], num_classes: int) -> np.ndarray:
@@ -41,7 +40,9 @@ def load_waveforms(
     for path in paths:
         p = Path(path)
         stat = p.stat() if p.exists() else None
-        key.update(f"{p.resolve()}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}".encode())
+        key.update(
+            f"{p.resolve()}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}".encode()
+        )
     cache_file = None
     if cache_dir is not None:
         cache_file = Path(cache_dir) / "audio" / f"{key.hexdigest()[:20]}.npy"

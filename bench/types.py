@@ -236,7 +236,9 @@ class ClassifierModel(Protocol):
         """Logits ``(B, C)`` from log-mel input ``(B, 1, T, M)``."""
         ...
 
-    def forward_with_taps(self, logmel: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_with_taps(
+        self, logmel: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits and the hidden taps (B4, B5, B6 conv outputs before pooling)."""
         ...
 

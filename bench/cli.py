@@ -1,0 +1,252 @@
+"""``l2i-bench``: run the grid, list plugins, download data, explain one file.
+
+Errors a user can fix (:class:`BenchError`) are printed as two lines, the problem and
+the fix, with exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from l2i_bench import __version__
+from l2i_bench.errors import BenchError
+from l2i_bench.registry import Registry, load_registry
+
+
+def _parse_options(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``--option l2i.epochs=5`` -> ``{"l2i": {"epochs": "5"}}``."""
+    options: dict[str, dict[str, str]] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        name, dot, key = target.partition(".")
+        if not sep or not dot or not name or not key:
+            raise BenchError(
+                f"--option {item!r} is not of the form EXPLAINER.KEY=VALUE",
+                "write e.g. --option l2i.epochs=5",
+            )
+        options.setdefault(name, {})[key] = value
+    return options
+
+
+def _parse_classifier(items: Sequence[str]) -> dict[str, float | int | str]:
+    """``--classifier width=0.5`` -> ``{"width": 0.5}`` (numbers parsed)."""
+    parsed: dict[str, float | int | str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchError(
+                f"--classifier {item!r} is not of the form KEY=VALUE",
+                "write e.g. --classifier width=0.5 or --classifier epochs=20",
+            )
+        for cast in (int, float):
+            try:
+                parsed[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            parsed[key] = value
+    return parsed
+
+
+def _explainer_names(spec: str, registry: Registry) -> list[str]:
+    if spec == "all":
+        names = registry.names("explainer")
+        return [n for n in names if n != "random"] + (["random"] if "random" in names else [])
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    for name in names:
+        registry.get("explainer", name)  # raises with the list of known names
+    return names
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from l2i_bench.runner import RunConfig, run_benchmark
+
+    registry = load_registry()
+    config = RunConfig(
+        dataset=args.dataset,
+        explainers=_explainer_names(args.explainers, registry),
+        folds=[f.strip() for f in args.folds.split(",")] if args.folds else None,
+        data_dir=args.data_dir,
+        device=args.device,
+        seed=args.seed,
+        limit=args.limit,
+        out=args.out,
+        cache_dir=args.cache_dir,
+        force=args.force,
+        options=_parse_options(args.option),
+        classifier=_parse_classifier(args.classifier),
+        batch_size=args.batch_size,
+        listen=args.listen,
+        show_progress=not args.quiet,
+    )
+    try:
+        summary = run_benchmark(config, registry)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: finished cells are kept; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"\n{len(summary.computed)} cell(s) computed, {len(summary.skipped)} reused.\n"
+        f"leaderboard: {summary.leaderboard}\nlong results: {summary.results}\n"
+        f"manifest:    {summary.manifest}"
+    )
+    import pandas as pd
+
+    board = pd.read_csv(summary.leaderboard)
+    shown = [c for c in board.columns if not c.endswith(" std")]
+    with pd.option_context("display.width", 200, "display.max_columns", 12):
+        print(board[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    registry = load_registry()
+    entries = [r.to_dict() for r in registry.all_registered()]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    width = max((len(e["name"]) for e in entries), default=4)
+    for e in entries:
+        print(
+            f"{e['kind']:<9} {e['name']:<{width}}  {e['distribution']} {e['distribution_version']}"
+            f"  ({e['plugin']})  {e['description']}"
+        )
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    registry = load_registry()
+    cls = registry.dataset(args.dataset)
+    target = args.data_dir or cls.default_data_dir()
+    download = getattr(cls, "download", None)
+    if download is None:
+        raise BenchError(
+            f"dataset {args.dataset!r} has no downloader",
+            "it is generated or must be placed by hand; see README",
+        )
+    download(Path(target))
+    print(f"{args.dataset} ready in {target}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from l2i_bench.results import publish
+
+    long_path, board_path = publish(args.out, args.dataset)
+    print(f"rebuilt {board_path} and {long_path}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from l2i_bench.explain_file import ExplainRequest, explain_file
+
+    registry = load_registry()
+    request = ExplainRequest(
+        audio=args.audio,
+        explainer=args.explainer,
+        dataset=args.dataset,
+        fold=args.fold,
+        class_name=args.class_name,
+        data_dir=args.data_dir,
+        out=args.out,
+        device=args.device,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        options=_parse_options(args.option),
+        classifier=_parse_classifier(args.classifier),
+        show_progress=not args.quiet,
+    )
+    written = explain_file(request, registry)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="dataset plugin name (see `plugins`)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="data folder (default datasets/NAME)"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path(".cache"), help="trained models and decoded audio"
+    )
+    parser.add_argument("--option", action="append", default=[], metavar="EXPLAINER.KEY=VALUE")
+    parser.add_argument(
+        "--classifier",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="classifier overrides: width, epochs, lr, patience, pretrained",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="l2i-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"l2i-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run explainers x folds on a dataset and publish CSVs")
+    run.add_argument("--explainers", default="all", help="'all' or comma-separated names")
+    run.add_argument("--folds", default=None, help="comma-separated folds (default: all present)")
+    run.add_argument("--limit", type=int, default=None, help="at most N test clips per fold")
+    run.add_argument("--out", type=Path, default=Path("results"))
+    run.add_argument("--force", action="store_true", help="recompute finished cells")
+    run.add_argument("--batch-size", type=int, default=16)
+    run.add_argument(
+        "--listen", type=int, default=2, help="interpretations per cell written as audio"
+    )
+    _common(run)
+    run.set_defaults(func=cmd_run)
+
+    plugins = sub.add_parser("plugins", help="list installed plugins")
+    plugins.add_argument("--json", action="store_true")
+    plugins.set_defaults(func=cmd_plugins)
+
+    download = sub.add_parser("download", help="fetch a dataset's official archive")
+    download.add_argument("dataset")
+    download.add_argument("--data-dir", type=Path, default=None)
+    download.set_defaults(func=cmd_download)
+
+    publish = sub.add_parser("publish", help="rebuild the CSVs from the cell files")
+    publish.add_argument("--dataset", required=True)
+    publish.add_argument("--out", type=Path, default=Path("results"))
+    publish.set_defaults(func=cmd_publish)
+
+    explain = sub.add_parser("explain", help="explain one audio file of your own")
+    explain.add_argument("audio", type=Path)
+    explain.add_argument("--explainer", required=True)
+    explain.add_argument("--fold", default=None, help="whose classifier to use (default: first)")
+    explain.add_argument(
+        "--class", dest="class_name", default=None, help="class to explain (default: predicted)"
+    )
+    explain.add_argument("--out", type=Path, default=Path("explanations"))
+    _common(explain)
+    explain.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BenchError as err:
+        print(f"error: {err.problem}", file=sys.stderr)
+        if err.fix:
+            print(f"  fix: {err.fix}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

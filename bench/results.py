@@ -1,0 +1,205 @@
+"""Result files: one atomic JSON per cell, then the published CSVs derived from them.
+
+A cell (dataset x fold x explainer) is the unit of work and of resumption: it is
+written with write-to-temp + rename, so a killed run leaves either a complete cell
+or none. The long CSV and the leaderboard are always rebuilt from every cell on disk,
+so they never mix a half-finished run with a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from l2i_bench.errors import BenchError
+
+LONG_COLUMNS = [
+    "dataset",
+    "fold",
+    "explainer",
+    "explainer_version",
+    "metric",
+    "column",
+    "value",
+    "direction",
+    "unit",
+    "variant",
+    "note",
+    "n",
+    "seed",
+    "device",
+    "classifier_sha256",
+    "run_id",
+]
+
+
+@dataclass
+class Score:
+    metric: str
+    column: str
+    value: float | None
+    direction: str
+    unit: str = ""
+    variant: str = ""
+    note: str = ""
+    n: int | None = None
+
+
+@dataclass
+class CellResult:
+    dataset: str
+    fold: str
+    explainer: str
+    explainer_version: str
+    seed: int
+    config_key: str
+    run_id: str
+    device: str
+    classifier_sha256: str
+    scores: list[Score] = field(default_factory=list)
+    fit: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CellResult:
+        scores = [Score(**s) for s in data.pop("scores", [])]
+        return cls(scores=scores, **data)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise BenchError(
+            f"cannot write results under {path.parent}: {err}",
+            "choose a writable folder with --out",
+        ) from err
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, default=_json_default, allow_nan=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def clean_float(value: float | None) -> float | None:
+    """JSON has no NaN: a non-finite value is stored as null (with a note by the caller)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def cell_path(out: Path, dataset: str, fold: str, explainer: str) -> Path:
+    return Path(out) / dataset / "cells" / f"fold-{fold}" / f"{explainer}.json"
+
+
+def read_cell(path: Path) -> CellResult | None:
+    """A cell file, or None if it is unreadable (treated as not done, recomputed)."""
+    try:
+        return CellResult.from_json(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def read_cells(out: Path, dataset: str) -> list[CellResult]:
+    root = Path(out) / dataset / "cells"
+    cells = [read_cell(p) for p in sorted(root.glob("fold-*/*.json"))]
+    return [c for c in cells if c is not None]
+
+
+def long_table(cells: list[CellResult]) -> pd.DataFrame:
+    rows = []
+    for cell in cells:
+        for s in cell.scores:
+            rows.append(
+                {
+                    "dataset": cell.dataset,
+                    "fold": cell.fold,
+                    "explainer": cell.explainer,
+                    "explainer_version": cell.explainer_version,
+                    "metric": s.metric,
+                    "column": s.column,
+                    "value": s.value,
+                    "direction": s.direction,
+                    "unit": s.unit,
+                    "variant": s.variant,
+                    "note": s.note,
+                    "n": s.n,
+                    "seed": cell.seed,
+                    "device": cell.device,
+                    "classifier_sha256": cell.classifier_sha256,
+                    "run_id": cell.run_id,
+                }
+            )
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+
+
+ARROWS = {"higher": "↑", "lower": "↓", "neutral": "·"}
+
+
+def leaderboard(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per explainer; per column the mean over folds and its std, the column
+    header carrying the direction (``fidelity_top1 ↑``). Empty cells stay empty."""
+    if long.empty:
+        return pd.DataFrame(columns=["explainer", "folds"])
+    long = long.copy()
+    long["header"] = long["column"] + " " + long["direction"].map(ARROWS).fillna("")
+    order = list(dict.fromkeys(long["header"]))
+    grouped = long.groupby(["explainer", "header"], sort=False)["value"]
+    mean = grouped.mean().unstack("header")
+    std = grouped.std(ddof=1).unstack("header")
+    table = pd.DataFrame(index=mean.index)
+    table["folds"] = long.groupby("explainer")["fold"].nunique()
+    for header in order:
+        table[header] = mean.get(header)
+        table[f"{header} std"] = std.get(header)
+    table = table.reset_index()
+    control_last = table["explainer"].eq("random")
+    return pd.concat([table[~control_last], table[control_last]], ignore_index=True)
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def publish(out: Path, dataset: str) -> tuple[Path, Path]:
+    """Rebuild ``results.csv`` (long) and ``leaderboard.csv`` (wide) from every cell."""
+    cells = read_cells(out, dataset)
+    long = long_table(cells)
+    root = Path(out) / dataset
+    long_path, board_path = root / "results.csv", root / "leaderboard.csv"
+    write_csv_atomic(long, long_path)
+    write_csv_atomic(leaderboard(long), board_path)
+    return long_path, board_path

@@ -1,0 +1,644 @@
+"""The benchmark grid: dataset x fold x explainer cells, resumable, timed, scored.
+
+Data flow, in order: the dataset plugin lists clips -> :class:`FoldWorkspace` loads
+them and trains (or reloads) the classifier for the fold -> each explainer is fitted
+on the training split and explains the test clips -> every metric plugin scores the
+cell -> the cell is written atomically -> the published CSVs are rebuilt from all
+cells on disk. A finished cell is never recomputed unless ``force`` is set or its
+configuration changed, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import random
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from l2i_bench.audio import FrontEnd, write_audio
+from l2i_bench.classifier import (
+    ClassifierConfig,
+    TrainedClassifier,
+    evaluate_logits,
+    train_or_load_classifier,
+)
+from l2i_bench.data import ClipSet
+from l2i_bench.errors import BenchError
+from l2i_bench.provenance import environment
+from l2i_bench.registry import Registry
+from l2i_bench.results import (
+    CellResult,
+    Score,
+    cell_path,
+    clean_float,
+    publish,
+    read_cell,
+    write_csv_atomic,
+    write_json_atomic,
+)
+from l2i_bench.scores import classifier_quality
+from l2i_bench.timing import (
+    device_name,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    stopwatch,
+)
+from l2i_bench.types import (
+    ConditionSet,
+    Dataset,
+    Evaluation,
+    Explainer,
+    ExplainerContext,
+    ExplanationSet,
+    Metric,
+    Task,
+    Timing,
+)
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides what a run computes (recorded in its manifest)."""
+
+    dataset: str
+    explainers: list[str]
+    folds: list[str] | None = None
+    data_dir: Path | None = None
+    device: str = "auto"
+    seed: int = 0
+    limit: int | None = None
+    out: Path = Path("results")
+    cache_dir: Path = Path(".cache")
+    force: bool = False
+    options: dict[str, dict[str, str]] = field(default_factory=dict)
+    classifier: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 16
+    listen: int = 2
+    show_progress: bool = True
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    computed: list[tuple[str, str]]
+    skipped: list[tuple[str, str]]
+    leaderboard: Path
+    results: Path
+    manifest: Path
+    classifier_quality: dict[str, dict[str, float]]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def derived_seed(seed: int, *parts: str) -> int:
+    """A seed per (run seed, fold, explainer): a cell's randomness does not depend on
+    which other cells ran before it, so a resumed run equals an uninterrupted one."""
+    return (seed * 1_000_003 + zlib.crc32("|".join(parts).encode())) % 2**31
+
+
+def _hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+class FoldWorkspace:
+    """Data, classifier and explainer contexts for one (dataset, fold); built once and
+    shared by every explainer cell of that fold."""
+
+    def __init__(self, dataset: Dataset, fold: str, config: RunConfig, device: torch.device):
+        self.dataset = dataset
+        self.fold = fold
+        self.config = config
+        self.device = device
+        self.front_end = FrontEnd(device)
+        self.split = dataset.split(fold)
+        progress = config.show_progress
+
+        def load(clips: Sequence, what: str) -> ClipSet:
+            if not clips:
+                raise BenchError(
+                    f"dataset {dataset.name!r} fold {fold}: the {what} split is empty",
+                    f"check the data under {dataset.data_dir}",
+                )
+            return ClipSet.load(
+                clips,
+                dataset.clip_seconds,
+                dataset.num_classes,
+                self.front_end,
+                cache_dir=config.cache_dir,
+                desc=f"{dataset.name} fold {fold} {what}",
+                show_progress=progress,
+            )
+
+        self.train = load(self.split.train, "train")
+        self.valid = load(self.split.valid, "valid")
+        self.test = load(self._limited(self.split.test), "test")
+        self.conditions = {
+            name: load(self._limited(clips), f"{name} condition")
+            for name, clips in self.split.conditions.items()
+            if clips
+        }
+        self.classifier_key = f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}"
+        defaults = asdict(dataset.classifier_defaults)
+        defaults.update(config.classifier)
+        self.classifier_config = ClassifierConfig(
+            **{k: v for k, v in defaults.items() if k in ClassifierConfig.__dataclass_fields__},
+            seed=derived_seed(config.seed, dataset.name, fold, "classifier"),
+        )
+        self.classifier: TrainedClassifier = train_or_load_classifier(
+            self.train,
+            self.valid,
+            task=dataset.task,
+            num_classes=dataset.num_classes,
+            config=self.classifier_config,
+            cache_dir=config.cache_dir,
+            cache_key=self.classifier_key,
+            device=device,
+            show_progress=progress,
+        )
+        self.model = self.classifier.model
+        self.test_logits = evaluate_logits(self.model, self.test, config.batch_size, device)
+        self.quality = classifier_quality(
+            self.test_logits, torch.from_numpy(self.test.targets), dataset.task
+        )
+        self.cache_key = f"{self.classifier_key}-clf{self.classifier.checkpoint_sha256[:10]}"
+
+    def _limited(self, clips: Sequence) -> list:
+        """The first ``limit`` clips of a seeded shuffle (all when no limit)."""
+        clips = list(clips)
+        if self.config.limit is None or self.config.limit >= len(clips):
+            return clips
+        order = np.random.default_rng(self.config.seed).permutation(len(clips))
+        return [clips[i] for i in sorted(order[: self.config.limit])]
+
+    @property
+    def thresholds(self) -> torch.Tensor | None:
+        t = self.classifier.thresholds
+        return None if t is None else torch.as_tensor(t, dtype=torch.float32).cpu()
+
+    def context(self, explainer_name: str) -> ExplainerContext:
+        return ExplainerContext(
+            dataset_name=self.dataset.name,
+            task=self.dataset.task,
+            class_names=self.dataset.class_names,
+            classifier=self.model,
+            front_end=self.front_end,
+            device=self.device,
+            seed=derived_seed(self.config.seed, self.dataset.name, self.fold, explainer_name),
+            defaults=self.dataset.explainer_defaults,
+            cache_dir=Path(self.config.cache_dir),
+            cache_key=self.cache_key,
+            options=self.config.options.get(explainer_name, {}),
+            show_progress=self.config.show_progress,
+        )
+
+    def explained_rows(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which (clip, class) rows to explain: the predicted class for multiclass, every
+        class the classifier predicts positive for multilabel."""
+        if self.dataset.task is Task.MULTICLASS:
+            return torch.arange(logits.shape[0]), logits.argmax(dim=1)
+        probs = torch.sigmoid(logits)
+        thresholds = (
+            self.thresholds if self.thresholds is not None else torch.full((probs.shape[1],), 0.5)
+        )
+        rows, classes = torch.nonzero(probs > thresholds, as_tuple=True)
+        return rows, classes
+
+    def fitted_explainer(self, cls: type[Explainer]) -> tuple[Explainer, dict[str, Any], float]:
+        """An explainer fitted on the training split; learned state is cached so that
+        a rerun (or ``l2i-bench explain``) reuses it. Returns (explainer, fit facts,
+        fit seconds of the original fit)."""
+        context = self.context(cls.name)
+        explainer = cls(context)
+        if not cls.needs_training:
+            return explainer, {}, 0.0
+        key = _hash(
+            {
+                "explainer": cls.name,
+                "version": cls.version,
+                "options": dict(context.options),
+                "seed": context.seed,
+                "cache_key": self.cache_key,
+            }
+        )
+        path = Path(self.config.cache_dir) / "explainers" / f"{cls.name}-{key}.pt"
+        if path.is_file():
+            try:
+                saved = torch.load(path, map_location=self.device, weights_only=False)
+                explainer.load_state_dict(saved["state"])
+                return explainer, {**saved["fit"], "reused_cache": str(path)}, saved["seconds"]
+            except Exception as err:  # a torn or stale cache is recomputed, never trusted
+                tqdm.write(f"warning: ignoring unreadable explainer cache {path}: {err}")
+        seed_everything(context.seed)
+        with stopwatch(self.device) as elapsed:
+            fit_info = explainer.fit(self.train, self.valid) or {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"state": explainer.state_dict(), "fit": fit_info, "seconds": elapsed[0]}, tmp)
+        tmp.replace(path)
+        return explainer, fit_info, elapsed[0]
+
+
+def explain_set(
+    explainer: Explainer,
+    clips: ClipSet,
+    rows: torch.Tensor,
+    classes: torch.Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    desc: str,
+    show_progress: bool,
+) -> tuple[ExplanationSet, list[float]]:
+    """Explain the given (row, class) pairs in batches; returns the CPU explanation set
+    and the milliseconds per explained row of each batch (synchronised on CUDA)."""
+    masks, relevances, waves, ms_per_row = [], [], [], []
+    extras: dict[str, list[torch.Tensor]] = {}
+    for start in tqdm(
+        range(0, len(rows), batch_size),
+        desc=desc,
+        unit="batch",
+        disable=not show_progress,
+        leave=False,
+    ):
+        batch_rows = rows[start : start + batch_size]
+        batch_classes = classes[start : start + batch_size].to(device)
+        batch = clips.batch(batch_rows.numpy())
+        with stopwatch(device) as elapsed:
+            explanation = explainer.explain(batch, batch_classes)
+            wave = explanation.waveform
+            if wave is None:
+                wave = clips.front_end.apply_mask(batch.spec, explanation.mask, clips.num_samples)
+        ms_per_row.append(1000.0 * elapsed[0] / len(batch_rows))
+        _check_mask(explainer.name, explanation.mask, batch.spec.shape)
+        masks.append(explanation.mask.detach().float().cpu())
+        waves.append(wave.detach().float().cpu())
+        if explanation.relevance is not None:
+            relevances.append(explanation.relevance.detach().float().cpu())
+        for key, value in explanation.extra.items():
+            extras.setdefault(key, []).append(value.detach().cpu())
+    freqs, frames = clips.batch([0]).spec.shape[1:] if len(clips) else (0, 0)
+    result = ExplanationSet(
+        rows=rows.clone(),
+        classes=classes.clone(),
+        mask=torch.cat(masks) if masks else torch.zeros(0, freqs, frames),
+        relevance=torch.cat(relevances) if len(relevances) == len(masks) and relevances else None,
+        waveform=torch.cat(waves) if waves else torch.zeros(0, clips.num_samples),
+        extra={k: torch.cat(v) for k, v in extras.items()},
+    )
+    return result, ms_per_row
+
+
+def _check_mask(name: str, mask: torch.Tensor, spec_shape: torch.Size) -> None:
+    if mask.shape != spec_shape:
+        raise BenchError(
+            f"explainer {name!r} returned a mask of shape {tuple(mask.shape)}, "
+            f"expected {tuple(spec_shape)} (batch, frequency, frame)",
+            "fix the explainer plugin: masks live on the input's linear STFT grid",
+        )
+    if not torch.isfinite(mask).all() or mask.min() < -1e-6 or mask.max() > 1 + 1e-6:
+        raise BenchError(
+            f"explainer {name!r} returned a mask outside [0, 1] or with NaN/inf values",
+            "fix the explainer plugin: masks are linear-magnitude gains in [0, 1]",
+        )
+
+
+def score_cell(metrics: Sequence[type[Metric]], evaluation: Evaluation) -> list[Score]:
+    """Every metric's columns; a metric that does not apply publishes empty values
+    with its reason, never a silent zero."""
+    scores: list[Score] = []
+    for metric_cls in metrics:
+        metric = metric_cls()
+        reason = metric.not_applicable(evaluation)
+        values: Mapping[str, float] = {}
+        if reason is None:
+            try:
+                values = metric.compute(evaluation)
+            except BenchError:
+                raise
+            except Exception as err:
+                raise BenchError(
+                    f"metric {metric.name!r} failed on explainer {evaluation.explainer_name!r} "
+                    f"(fold {evaluation.fold}): {type(err).__name__}: {err}",
+                    "this is a bug in the metric plugin; report it with the command you ran",
+                ) from err
+        for column in metric.columns:
+            value = clean_float(values.get(column.name)) if reason is None else None
+            note = reason or ""
+            if reason is None and value is None:
+                note = "not finite or not computed"
+            scores.append(
+                Score(
+                    metric=metric.name,
+                    column=column.name,
+                    value=value,
+                    direction=str(column.direction),
+                    unit=column.unit,
+                    variant=column.variant,
+                    note=note,
+                    n=len(evaluation.explanations.rows),
+                )
+            )
+    return scores
+
+
+def write_listening_examples(
+    ws: FoldWorkspace, explainer: str, explained: ExplanationSet, out: Path, count: int
+) -> None:
+    """A few interpretations as audio (with the original), to judge by ear."""
+    root = out / ws.dataset.name / "listen" / f"fold-{ws.fold}" / explainer
+    for i in range(min(count, len(explained.rows))):
+        clip = ws.test.clips[int(explained.rows[i])]
+        label = ws.dataset.class_names[int(explained.classes[i])].replace("/", "-")
+        write_audio(root / f"{clip.clip_id}--{label}.wav", explained.waveform[i])
+        write_audio(
+            root / f"{clip.clip_id}--original.wav", ws.test.waveforms[int(explained.rows[i])]
+        )
+
+
+def run_cell(
+    ws: FoldWorkspace,
+    explainer_cls: type[Explainer],
+    metrics: Sequence[type[Metric]],
+    run_id: str,
+    config_key: str,
+) -> CellResult:
+    config = ws.config
+    device = ws.device
+    reset_peak_memory(device)
+    explainer, fit_info, fit_seconds = ws.fitted_explainer(explainer_cls)
+    seed_everything(explainer.context.seed)
+    rows, classes = ws.explained_rows(ws.test_logits)
+    explained, ms = explain_set(
+        explainer,
+        ws.test,
+        rows,
+        classes,
+        batch_size=config.batch_size,
+        device=device,
+        desc=f"{explainer_cls.name} fold {ws.fold}",
+        show_progress=config.show_progress,
+    )
+    surrogate = None
+    if explainer_cls.has_surrogate:
+        with torch.no_grad():
+            surrogate = torch.cat(
+                [explainer.predict(b).float().cpu() for b in ws.test.batches(config.batch_size)]
+            )
+    conditions = {}
+    for name, clips in ws.conditions.items():
+        targets = torch.tensor([c.labels[0] for c in clips.clips])
+        cond_set, _ = explain_set(
+            explainer,
+            clips,
+            torch.arange(len(clips)),
+            targets,
+            batch_size=config.batch_size,
+            device=device,
+            desc=f"{explainer_cls.name} {name}",
+            show_progress=config.show_progress,
+        )
+        stems = {
+            stem: ClipSet.load(
+                [_stem_clip(c, stem) for c in clips.clips],
+                ws.dataset.clip_seconds,
+                ws.dataset.num_classes,
+                ws.front_end,
+                cache_dir=config.cache_dir,
+                show_progress=False,
+            ).waveforms
+            for stem in ("target", "interference")
+            if all(stem in c.stems for c in clips.clips)
+        }
+        conditions[name] = ConditionSet(
+            name=name,
+            batch=clips.batch(np.arange(len(clips))).to("cpu"),
+            stems={k: torch.from_numpy(v) for k, v in stems.items()},
+            explanations=cond_set,
+        )
+    timing = Timing(
+        fit_seconds=fit_seconds,
+        explain_ms_per_clip=ms,
+        peak_memory_mb=peak_memory_mb(device),
+        device_name=device_name(device),
+    )
+    evaluation = Evaluation(
+        dataset=ws.dataset.name,
+        fold=ws.fold,
+        task=ws.dataset.task,
+        class_names=ws.dataset.class_names,
+        explainer_name=explainer_cls.name,
+        explainer_has_surrogate=explainer_cls.has_surrogate,
+        classifier=ws.model,
+        front_end=ws.front_end,
+        device=device,
+        seed=explainer.context.seed,
+        test=ws.test.batch(np.arange(len(ws.test))).to("cpu"),
+        classifier_logits=ws.test_logits,
+        decision_thresholds=ws.thresholds,
+        surrogate_logits=surrogate,
+        explanations=explained,
+        conditions=conditions,
+        timing=timing,
+    )
+    scores = score_cell(metrics, evaluation)
+    if config.listen:
+        write_listening_examples(ws, explainer_cls.name, explained, Path(config.out), config.listen)
+    return CellResult(
+        dataset=ws.dataset.name,
+        fold=ws.fold,
+        explainer=explainer_cls.name,
+        explainer_version=str(explainer_cls.version),
+        seed=config.seed,
+        config_key=config_key,
+        run_id=run_id,
+        device=timing.device_name,
+        classifier_sha256=ws.classifier.checkpoint_sha256,
+        scores=scores,
+        fit={**_jsonable(fit_info), "fit_seconds": fit_seconds},
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _stem_clip(clip, stem: str):
+    from dataclasses import replace
+
+    return replace(clip, path=Path(clip.stems[stem]), clip_id=f"{clip.clip_id}:{stem}")
+
+
+def _jsonable(info: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in info.items():
+        if isinstance(value, (torch.Tensor, np.generic | np.ndarray)):
+            value = value.tolist()
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            value = repr(value)
+        out[str(key)] = value
+    return out
+
+
+def cell_config_key(
+    config: RunConfig,
+    dataset: Dataset,
+    ws: FoldWorkspace,
+    cls: type[Explainer],
+    metrics: Sequence[type[Metric]],
+) -> str:
+    """What a cell's numbers depend on; a stored cell with another key is recomputed."""
+    return _hash(
+        {
+            "dataset": dataset.name,
+            "dataset_fingerprint": dataset.fingerprint(),
+            "fold": ws.fold,
+            "explainer": cls.name,
+            "explainer_version": cls.version,
+            "options": config.options.get(cls.name, {}),
+            "seed": config.seed,
+            "limit": config.limit,
+            "classifier": ws.classifier.checkpoint_sha256,
+            "metrics": sorted(f"{m.name}" for m in metrics),
+        }
+    )
+
+
+def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
+    """Run the grid and publish; safe to interrupt and rerun."""
+    started = time.perf_counter()
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + f"-s{config.seed}"
+    device = resolve_device(config.device)
+    dataset_cls = registry.dataset(config.dataset)
+    explainer_classes = [registry.explainer(name) for name in config.explainers]
+    metrics = registry.metrics()
+    dataset = dataset_cls(config.data_dir, seed=config.seed)
+    dataset.prepare()
+    for cls in explainer_classes:
+        if dataset.task not in cls.tasks:
+            raise BenchError(
+                f"explainer {cls.name!r} does not support {dataset.task} datasets like {dataset.name!r}",
+                "leave it out of --explainers for this dataset",
+            )
+    available = dataset.folds()
+    folds = config.folds or available
+    missing = [f for f in folds if f not in available]
+    if missing:
+        raise BenchError(
+            f"fold(s) {', '.join(missing)} not in dataset {dataset.name!r} at {dataset.data_dir} "
+            f"(available: {', '.join(available)})",
+            "pick folds from the available list with --folds",
+        )
+    out = Path(config.out)
+    manifest_path = out / dataset.name / "runs" / f"{run_id}.json"
+    manifest: dict[str, Any] = {
+        "run_id": run_id,
+        "status": "running",
+        "config": {
+            **asdict(config),
+            "out": str(config.out),
+            "cache_dir": str(config.cache_dir),
+            "data_dir": str(dataset.data_dir),
+        },
+        "environment": environment(device),
+        "dataset": {
+            "name": dataset.name,
+            "version": dataset.version,
+            "task": str(dataset.task),
+            "fingerprint": dataset.fingerprint(),
+            "classes": dataset.class_names,
+            "folds": {},
+        },
+        "plugins": [r.to_dict() for r in registry.all_registered()],
+        "classifier": {},
+        "cells": {"computed": [], "skipped": []},
+    }
+    computed: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
+    quality: dict[str, dict[str, float]] = {}
+    try:
+        for fold in folds:
+            ws = FoldWorkspace(dataset, fold, config, device)
+            quality[fold] = ws.quality
+            manifest["dataset"]["folds"][fold] = {
+                "protocol": ws.split.protocol,
+                "train": len(ws.train),
+                "valid": len(ws.valid),
+                "test": len(ws.test),
+                "conditions": {k: len(v) for k, v in ws.conditions.items()},
+            }
+            manifest["classifier"][fold] = {
+                "config": ws.classifier_config.to_dict(),
+                "checkpoint": str(ws.classifier.checkpoint),
+                "sha256": ws.classifier.checkpoint_sha256,
+                "reused": ws.classifier.reused,
+                "train_seconds": ws.classifier.train_seconds,
+                "best_epoch": ws.classifier.best_epoch,
+                "thresholds": None if ws.thresholds is None else ws.thresholds.tolist(),
+                "test_quality": ws.quality,
+            }
+            _print_quality(dataset.name, fold, ws.quality)
+            for cls in explainer_classes:
+                path = cell_path(out, dataset.name, fold, cls.name)
+                key = cell_config_key(config, dataset, ws, cls, metrics)
+                existing = read_cell(path) if path.exists() else None
+                if existing is not None and existing.config_key == key and not config.force:
+                    skipped.append((fold, cls.name))
+                    manifest["cells"]["skipped"].append([fold, cls.name])
+                    tqdm.write(f"fold {fold} {cls.name}: done already, skipped ({path})")
+                    continue
+                cell = run_cell(ws, cls, metrics, run_id, key)
+                write_json_atomic(path, cell.to_json())
+                computed.append((fold, cls.name))
+                manifest["cells"]["computed"].append([fold, cls.name])
+                tqdm.write(f"fold {fold} {cls.name}: written {path}")
+        manifest["status"] = "finished"
+    except KeyboardInterrupt:
+        manifest["status"] = "interrupted"
+        raise
+    finally:
+        manifest["wall_seconds"] = time.perf_counter() - started
+        write_json_atomic(manifest_path, manifest)
+        if computed or skipped:
+            results_path, board_path = publish(out, dataset.name)
+            _write_classifier_table(out, dataset.name, quality)
+    return RunSummary(run_id, computed, skipped, board_path, results_path, manifest_path, quality)
+
+
+def _print_quality(dataset: str, fold: str, quality: Mapping[str, float]) -> None:
+    parts = ", ".join(f"{k} {v:.3f}" for k, v in quality.items())
+    tqdm.write(f"classifier on {dataset} fold {fold} test (vs ground truth): {parts}")
+
+
+def _write_classifier_table(
+    out: Path, dataset: str, quality: Mapping[str, Mapping[str, float]]
+) -> None:
+    """Merge this run's per-fold classifier quality into ``classifier.csv``."""
+    import pandas as pd
+
+    path = Path(out) / dataset / "classifier.csv"
+    rows = {}
+    if path.is_file():
+        try:
+            for rec in pd.read_csv(path, dtype={"fold": str}).to_dict("records"):
+                rows[str(rec["fold"])] = rec
+        except (OSError, ValueError):
+            rows = {}
+    for fold, values in quality.items():
+        rows[fold] = {"fold": fold, **values}
+    write_csv_atomic(pd.DataFrame(sorted(rows.values(), key=lambda r: str(r["fold"]))), path)

@@ -1,0 +1,44 @@
+"""The ``random`` control explainer: what any score looks like without information.
+
+Every leaderboard gets its row (as OpenXAI's control explainer), so a reader can see
+at a glance whether an explainer beats chance. The mask keeps a random set of
+time-frequency bins covering a fixed share of the spectrogram (``option coverage``,
+default 0.2: about the area an L2I interpretation keeps), and the relevance is a
+random vector over those bins' frames. Both are seeded per clip, so reruns agree.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+
+from l2i_bench import hookimpl
+from l2i_bench.types import AudioBatch, Explainer, Explanation
+
+
+class RandomExplainer(Explainer):
+    name = "random"
+    description = "Control: a random time-frequency mask of fixed coverage"
+    version = "1"
+    unit = "STFT frame"
+
+    def explain(self, batch: AudioBatch, classes: torch.Tensor) -> Explanation:
+        coverage = float(self.context.option("coverage", 0.2))
+        n, freqs, frames = batch.spec.shape
+        masks = torch.zeros(n, freqs, frames)
+        relevance = torch.zeros(n, frames)
+        for row, (clip_id, cls) in enumerate(zip(batch.clip_ids, classes.tolist(), strict=True)):
+            gen = torch.Generator().manual_seed(
+                self.context.seed * 7919 + zlib.crc32(f"{clip_id}|{cls}".encode())
+            )
+            scores = torch.rand(freqs * frames, generator=gen)
+            keep = scores.argsort(descending=True)[: max(1, round(coverage * scores.numel()))]
+            masks[row].view(-1)[keep] = 1.0
+            relevance[row] = torch.rand(frames, generator=gen)
+        return Explanation(mask=masks.to(batch.spec.device), relevance=relevance)
+
+
+@hookimpl
+def register_explainers(register):
+    register(RandomExplainer)
