@@ -157,10 +157,17 @@ class FoldWorkspace:
         self.classifier_key = f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}"
         defaults = asdict(dataset.classifier_defaults)
         defaults.update(config.classifier)
-        self.classifier_config = ClassifierConfig(
-            **{k: v for k, v in defaults.items() if k in ClassifierConfig.__dataclass_fields__},
-            seed=derived_seed(config.seed, dataset.name, fold, "classifier"),
-        )
+        unknown = sorted(set(config.classifier) - set(ClassifierConfig.__dataclass_fields__))
+        if unknown:
+            raise BenchError(
+                f"unknown classifier setting(s): {', '.join(unknown)}",
+                f"use --classifier KEY=VALUE with KEY one of {', '.join(ClassifierConfig.__dataclass_fields__)}",
+            )
+        settings = {k: v for k, v in defaults.items() if k in ClassifierConfig.__dataclass_fields__}
+        settings["seed"] = derived_seed(config.seed, dataset.name, fold, "classifier")
+        if settings.get("pretrained") is not None:
+            settings["pretrained"] = Path(settings["pretrained"])
+        self.classifier_config = ClassifierConfig(**settings)
         self.classifier: TrainedClassifier = train_or_load_classifier(
             self.train,
             self.valid,
