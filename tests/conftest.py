@@ -1,0 +1,33 @@
+"""Shared fixtures: one small generated `synth` dataset and one cache per test session,
+so the classifier is trained once and reused by every end-to-end test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REAL_ESC50_FOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "esc50-fold4"
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    from l2i_bench.plugins.datasets.synth import Synth
+
+    data_dir = tmp_path_factory.mktemp("synth")
+    Synth(data_dir, seed=0).prepare()
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def real_esc50_fold() -> Path:
+    path = Path(os.environ.get("L2I_BENCH_ESC50_FOLD", REAL_ESC50_FOLD))
+    if not (path / "meta" / "esc50.csv").is_file():
+        pytest.skip(f"real ESC-50 fold not found at {path}")
+    return path

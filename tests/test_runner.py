@@ -1,0 +1,120 @@
+"""The grid end to end on a small synth run: publish, resume, force, interruption."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pandas as pd
+import pytest
+import torch
+
+from l2i_bench import hookimpl
+from l2i_bench.errors import BenchError
+from l2i_bench.registry import PluginInfo, load_registry
+from l2i_bench.runner import RunConfig, run_benchmark
+from l2i_bench.types import Explainer, Explanation
+
+
+class Interrupting(Explainer):
+    """Keeps the quietest half of the bins; raises KeyboardInterrupt while armed, as a
+    user's Ctrl-C would in the middle of a cell."""
+
+    name = "interrupting"
+    armed = True
+
+    def explain(self, batch, classes):
+        if Interrupting.armed:
+            raise KeyboardInterrupt
+        magnitude = batch.magnitude
+        median = magnitude.flatten(1).median(dim=1).values
+        return Explanation(mask=(magnitude <= median[:, None, None]).float())
+
+
+def _registry():
+    module = types.ModuleType("interrupting_plugin")
+
+    def register_explainers(register):
+        register(Interrupting)
+
+    module.register_explainers = hookimpl(register_explainers)
+    return load_registry([(PluginInfo("interrupting", "tests", "tests", "0"), module)])
+
+
+def _config(synth_dir, cache_dir, out, **kw) -> RunConfig:
+    base = dict(
+        dataset="synth",
+        explainers=["random", "interrupting"],
+        folds=["1"],
+        data_dir=synth_dir,
+        device="cpu",
+        limit=6,
+        out=out,
+        cache_dir=cache_dir,
+        classifier={"epochs": 2},
+        listen=1,
+        show_progress=False,
+    )
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_interrupted_run_resumes_without_recomputing(synth_dir, cache_dir, tmp_path):
+    registry = _registry()
+    out = tmp_path / "results"
+    Interrupting.armed = True
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(_config(synth_dir, cache_dir, out), registry)
+    random_cell = out / "synth" / "cells" / "fold-1" / "random.json"
+    assert random_cell.is_file()
+    assert not (out / "synth" / "cells" / "fold-1" / "interrupting.json").exists()
+    manifests = list((out / "synth" / "runs").glob("*.json"))
+    assert json.loads(manifests[0].read_text())["status"] == "interrupted"
+    first_bytes = random_cell.read_bytes()
+
+    Interrupting.armed = False
+    summary = run_benchmark(_config(synth_dir, cache_dir, out), registry)
+    assert summary.skipped == [("1", "random")]
+    assert summary.computed == [("1", "interrupting")]
+    assert random_cell.read_bytes() == first_bytes
+
+    board = pd.read_csv(summary.leaderboard)
+    assert list(board["explainer"]) == ["interrupting", "random"]
+    long = pd.read_csv(summary.results)
+    assert set(long["explainer"]) == {"random", "interrupting"}
+    assert {"higher", "lower"} <= set(long["direction"])
+    manifest = json.loads(summary.manifest.read_text())
+    assert manifest["status"] == "finished"
+    assert manifest["classifier"]["1"]["reused"] is True  # trained by the first run
+    assert manifest["dataset"]["folds"]["1"]["protocol"]
+    assert "torch" in manifest["environment"]["packages"]
+    assert (out / "synth" / "classifier.csv").is_file()
+    assert list((out / "synth" / "listen" / "fold-1" / "random").glob("*.wav"))
+
+    forced = run_benchmark(_config(synth_dir, cache_dir, out, force=True), registry)
+    assert len(forced.computed) == 2
+
+
+def test_same_seed_gives_same_numbers(synth_dir, cache_dir, tmp_path):
+    registry = _registry()
+    Interrupting.armed = False
+    a = run_benchmark(
+        _config(synth_dir, cache_dir, tmp_path / "a", explainers=["random"]), registry
+    )
+    b = run_benchmark(
+        _config(synth_dir, cache_dir, tmp_path / "b", explainers=["random"]), registry
+    )
+    timing = ("seconds", "_ms", "memory")
+    va = pd.read_csv(a.results)
+    vb = pd.read_csv(b.results)
+    keep = ~va["column"].str.contains("|".join(timing))
+    pd.testing.assert_series_equal(va[keep]["value"], vb[keep]["value"])
+
+
+def test_unknown_fold_and_bad_device_are_clear_errors(synth_dir, cache_dir, tmp_path):
+    registry = _registry()
+    with pytest.raises(BenchError, match="fold"):
+        run_benchmark(_config(synth_dir, cache_dir, tmp_path, folds=["9"]), registry)
+    if not torch.cuda.is_available():
+        with pytest.raises(BenchError, match="CUDA"):
+            run_benchmark(_config(synth_dir, cache_dir, tmp_path, device="cuda"), registry)
