@@ -1,0 +1,91 @@
+"""The L-MAC family on masked-in inputs ``M * X`` (peer notes: L-MAC §1.2).
+
+With ``p`` the classifier's probabilities on the clip, ``o`` those on the masked-in
+input (resynthesised, features recomputed) and ``c`` the explained class:
+AI = 100 mean[p_c < o_c], AD = 100 mean(relu(p_c - o_c) / p_c),
+AG = 100 mean(relu(o_c - p_c) / (1 - p_c)), Fid-In = mean[argmax o = argmax p].
+
+Probabilities are the classifier's own, softmaxed **once**. SpeechBrain's
+``compute_AD`` (recipes/ESC50/interpret) softmaxes probabilities a second time; on
+values in [0, 1] the second softmax is nearly flat, so its AD is squeezed far below
+100 (p_c = 0.9, o_c = 0 gives 58.9 instead of 100 with 50 classes). Published L-MAC AD
+numbers are on that scale, so ``lmac_ad_speechbrain`` reproduces it for comparison
+only.
+"""
+
+from __future__ import annotations
+
+from l2i_bench import scores
+from l2i_bench.types import Column, Direction, Evaluation, Metric, Task
+
+from . import _common
+
+ONCE = "classifier.probabilities applied once (softmax multiclass / sigmoid multilabel)"
+
+
+def _explained_pair(evaluation: Evaluation):
+    ex = evaluation.explanations
+    p = _common.probabilities(evaluation, _common.original_logits(evaluation))
+    o = _common.probabilities(evaluation, _common.masked_in_logits(evaluation))
+    return p, o, ex.classes
+
+
+class LMac(Metric):
+    name = "lmac"
+    description = "Average increase / drop / gain of the explained class on the masked-in input"
+    reference = "Paissan et al. 2024 (L-MAC), SpeechBrain recipes/ESC50/interpret"
+    columns = (
+        Column("lmac_ai", Direction.HIGHER, "%", f"100 mean[p_c < o_c], masked-in M*X; {ONCE}"),
+        Column(
+            "lmac_ad",
+            Direction.LOWER,
+            "%",
+            f"100 mean(relu(p_c - o_c)/p_c), masked-in M*X; {ONCE} (not SpeechBrain's double)",
+        ),
+        Column(
+            "lmac_ag",
+            Direction.HIGHER,
+            "%",
+            f"100 mean(relu(o_c - p_c)/(1 - p_c)), masked-in M*X; {ONCE}",
+        ),
+    )
+
+    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+        p, o, c = _explained_pair(evaluation)
+        pc, oc = _common.explained(p, c), _common.explained(o, c)
+        return {
+            "lmac_ai": scores.average_increase(pc, oc),
+            "lmac_ad": scores.average_drop(pc, oc),
+            "lmac_ag": scores.average_gain(pc, oc),
+        }
+
+
+class LMacMulticlass(Metric):
+    """The two L-MAC numbers that need a single-label softmax classifier."""
+
+    name = "lmac_multiclass"
+    description = "Input fidelity (top-1 kept on the masked-in input) and SpeechBrain's AD"
+    reference = "Paissan et al. 2024 (L-MAC), SpeechBrain recipes/ESC50/interpret"
+    tasks = frozenset({Task.MULTICLASS})
+    columns = (
+        Column(
+            "lmac_fid_in",
+            Direction.HIGHER,
+            "fraction",
+            "mean[argmax softmax f(M*X) = argmax softmax f(X)], masked-in M*X",
+        ),
+        Column(
+            "lmac_ad_speechbrain",
+            Direction.LOWER,
+            "%",
+            "AD on softmax(softmax(logits)) as SpeechBrain codes it; compare with "
+            "published L-MAC AD only",
+        ),
+    )
+
+    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+        p, o, c = _explained_pair(evaluation)
+        return {
+            "lmac_fid_in": scores.top1_unchanged(p, o),
+            "lmac_ad_speechbrain": scores.average_drop_double_softmax(p, o, c),
+        }

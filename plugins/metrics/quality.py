@@ -1,0 +1,52 @@
+"""The classifier against ground truth, repeated on every explainer's row so that each
+leaderboard shows how good the model being explained is."""
+
+from __future__ import annotations
+
+from l2i_bench import scores
+from l2i_bench.types import Column, Direction, Evaluation, Metric, Task
+
+
+class ClassifierAccuracy(Metric):
+    name = "classifier_accuracy"
+    description = "The explained classifier's top-k accuracy on the test clips"
+    reference = "standard; L2I notes §1 (ESC-50 protocol)"
+    tasks = frozenset({Task.MULTICLASS})
+    columns = (
+        Column("classifier_accuracy", Direction.HIGHER, "fraction", "top-1 vs ground truth"),
+        Column("classifier_top3_accuracy", Direction.HIGHER, "fraction", "label in top-3 logits"),
+        Column("classifier_top5_accuracy", Direction.HIGHER, "fraction", "label in top-5 logits"),
+    )
+
+    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+        q = scores.classifier_quality(
+            evaluation.classifier_logits, evaluation.test.targets, evaluation.task
+        )
+        return {f"classifier_{k}": v for k, v in q.items()}
+
+
+class ClassifierAUPRC(Metric):
+    name = "classifier_auprc"
+    description = "The explained classifier's DCASE AUPRC on the test clips"
+    reference = "DCASE 2020 Task 5 metrics.py"
+    tasks = frozenset({Task.MULTILABEL})
+    columns = (
+        Column(
+            "classifier_auprc_micro_dcase",
+            Direction.HIGHER,
+            "AUPRC",
+            "DCASE 2020 T5 micro, sigmoid probabilities vs ground truth",
+        ),
+        Column(
+            "classifier_auprc_macro_dcase",
+            Direction.HIGHER,
+            "AUPRC",
+            "DCASE 2020 T5 macro, sigmoid probabilities vs ground truth",
+        ),
+    )
+
+    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+        q = scores.classifier_quality(
+            evaluation.classifier_logits, evaluation.test.targets, evaluation.task
+        )
+        return {f"classifier_{k}": v for k, v in q.items()}

@@ -1,0 +1,46 @@
+"""Cost of an explainer: fit time, explain time per clip, peak memory.
+
+The runner measures them (CUDA-synchronised) into ``Evaluation.timing``; this plugin
+only publishes them as columns, so they sit in the leaderboard next to the scores.
+The device name is text and belongs to the run manifest, not to a numeric column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from l2i_bench.types import Column, Direction, Evaluation, Metric
+
+
+class Timing(Metric):
+    name = "timing"
+    description = "Fit seconds, explain milliseconds per clip (median, IQR), peak memory"
+    reference = "torch.utils.benchmark conventions (median, IQR, max_memory_allocated)"
+    columns = (
+        Column(
+            "fit_seconds",
+            Direction.LOWER,
+            "s",
+            "wall time of Explainer.fit (the original fit when reused from cache)",
+        ),
+        Column("explain_ms_median", Direction.LOWER, "ms/clip", "median over explained rows"),
+        Column("explain_ms_iqr", Direction.LOWER, "ms/clip", "75th - 25th percentile (linear)"),
+        Column("peak_memory_mb", Direction.LOWER, "MB", "peak device memory during the cell"),
+    )
+
+    def not_applicable(self, evaluation: Evaluation) -> str | None:
+        reason = super().not_applicable(evaluation)
+        if reason is None and not evaluation.timing.explain_ms_per_clip:
+            return "no explain timings were recorded"
+        return reason
+
+    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+        t = evaluation.timing
+        ms = np.asarray(t.explain_ms_per_clip, dtype=np.float64)
+        q25, q50, q75 = np.percentile(ms, [25, 50, 75])
+        return {
+            "fit_seconds": float(t.fit_seconds),
+            "explain_ms_median": float(q50),
+            "explain_ms_iqr": float(q75 - q25),
+            "peak_memory_mb": float(t.peak_memory_mb),
+        }
