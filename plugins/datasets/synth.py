@@ -445,7 +445,7 @@ class Synth(Dataset):
     description = (
         "Embedded default: 10 procedurally generated event classes over a quiet pink-noise "
         "background, 2 s clips, 5 folds x 80 clips, stems kept; overlap (-6 dB peak) and "
-        "white-noise (0 dB SNR) conditions of every test clip. Generated in seconds, no network."
+        "white-noise (0 dB SNR) conditions for 30 clips per fold. Generated in seconds, no network."
     )
     version = GENERATOR_VERSION
     task = Task.MULTICLASS
