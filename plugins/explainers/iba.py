@@ -141,13 +141,13 @@ def find_tap_module(classifier: ClassifierModel, tap: str, probe: torch.Tensor) 
             "use the benchmark's KumarCNN classifier or another nn.Module",
         )
     calls: dict[int, int] = {}
-    outputs: dict[int, int] = {}
+    outputs: dict[int, torch.Tensor] = {}  # the tensors themselves: ids of freed ones recur
     handles = []
 
     def recorder(module: nn.Module, _inputs: Any, output: Any) -> None:
         calls[id(module)] = calls.get(id(module), 0) + 1
         if isinstance(output, torch.Tensor):
-            outputs[id(module)] = id(output)
+            outputs[id(module)] = output
 
     named = list(classifier.named_modules())
     for _, module in named[1:]:
@@ -163,12 +163,12 @@ def find_tap_module(classifier: ClassifierModel, tap: str, probe: torch.Tensor) 
             f"iba: the classifier has no tap {tap!r} (it has {sorted(taps)})",
             f"pass --option iba.tap=NAME with one of {sorted(taps)}",
         )
-    target = id(taps[tap])
+    target = taps[tap]
 
     def produces(module: Any) -> bool:
         return (
             isinstance(module, nn.Module)
-            and outputs.get(id(module)) == target
+            and outputs.get(id(module)) is target
             and calls.get(id(module)) == 1
         )
 
@@ -246,8 +246,7 @@ class Bottleneck:
             raise BenchError(
                 f"iba: B4 features have shape {tuple(output.shape[1:])} but the statistics "
                 f"were fitted on {tuple(self.mean.shape)}",
-                "explain clips of the training clips' length, or refit iba (delete its "
-                "cache file)",
+                "explain clips of the training clips' length, or refit iba (delete its cache file)",
             )
         lam = smooth(torch.sigmoid(self.alpha), self.sigma)
         lam = lam.repeat_interleave(self.draws, dim=0)
