@@ -1,0 +1,376 @@
+"""Metric plugins on a real small Evaluation: a random-init KumarCNN (width 0.125),
+1 s synthetic clips through the shared front end, made-up explanations whose effect is
+known (all-ones mask = the clip itself, all-zeros mask = silence)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from l2i_bench.audio import SAMPLE_RATE, FrontEnd, num_frames
+from l2i_bench.classifier import KumarCNN
+from l2i_bench.plugins import metrics as metric_plugins
+from l2i_bench.plugins.metrics import curves
+from l2i_bench.types import (
+    AudioBatch,
+    ConditionSet,
+    Direction,
+    Evaluation,
+    ExplanationSet,
+    Metric,
+    Task,
+    Timing,
+)
+
+N, C = 4, 5
+LENGTH = 33_075  # 0.75 s: the classifier's minimum of 64 frames
+FRAMES = num_frames(LENGTH)
+FE = FrontEnd("cpu")
+
+
+def clips(seed: int, n: int = N) -> torch.Tensor:
+    """Noise plus a random tone per clip: spectra with structure, not just flat noise."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(LENGTH) / SAMPLE_RATE
+    freq = 200 + 3000 * torch.rand(n, 1, generator=g)
+    tone = torch.sin(2 * math.pi * freq * t) * (0.3 + torch.rand(n, 1, generator=g))
+    return (0.05 * torch.randn(n, LENGTH, generator=g) + tone).float()
+
+
+def audio_batch(wave: torch.Tensor, targets: torch.Tensor) -> AudioBatch:
+    spec = FE.stft(wave)
+    return AudioBatch(
+        [f"c{i}" for i in range(len(wave))],
+        wave,
+        spec,
+        FE.logmel_from_magnitude(spec.abs()),
+        targets,
+    )
+
+
+@pytest.fixture(scope="module")
+def models():
+    """Random-init classifiers made input-sensitive: a fresh network's BatchNorm running
+    statistics (mean 0, var 1) leave it answering the same logits for every clip, so the
+    statistics are first estimated on a few clips, and the last layer is scaled so that
+    probabilities move by more than a rounding error."""
+    torch.manual_seed(0)
+    calibration = FE.logmel(torch.cat([clips(1), clips(3), torch.zeros(1, LENGTH)]))
+    out = {}
+    for task in Task:
+        model = KumarCNN(C, task, width=0.125)
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = None  # cumulative average over the calibration batch
+        model.train()
+        with torch.no_grad():
+            model(calibration)
+            model.fc.weight.mul_(10.0)
+        out[task] = model.eval()
+    return out
+
+
+def probs_of(model, logmel: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.probabilities(model(logmel))
+
+
+def make_eval(
+    model,
+    *,
+    mask_value: float | None = None,
+    mask: torch.Tensor | None = None,
+    surrogate: torch.Tensor | None = None,
+    relevance: torch.Tensor | None = None,
+    conditions: dict | None = None,
+    thresholds: torch.Tensor | None = None,
+    n_rows: int = N,
+) -> Evaluation:
+    task = model.task
+    wave = clips(1)
+    if task == Task.MULTICLASS:
+        targets = torch.nn.functional.one_hot(torch.arange(N) % C, C).float()
+    else:
+        targets = (torch.rand(N, C, generator=torch.Generator().manual_seed(2)) < 0.5).float()
+    test = audio_batch(wave, targets)
+    with torch.no_grad():
+        logits = model(test.logmel)
+    rows = torch.arange(n_rows)  # explain the classifier's top-1 of the first n_rows clips
+    classes = logits[rows].argmax(dim=1)
+    if mask is None:
+        mask = torch.full((len(rows), *test.spec.shape[1:]), float(mask_value))
+    explanations = ExplanationSet(
+        rows=rows,
+        classes=classes,
+        mask=mask,
+        relevance=relevance,
+        waveform=FE.apply_mask(test.spec[rows], mask, LENGTH),
+    )
+    return Evaluation(
+        dataset="toy",
+        fold="1",
+        task=task,
+        class_names=[f"k{i}" for i in range(C)],
+        explainer_name="made_up",
+        explainer_has_surrogate=surrogate is not None,
+        classifier=model,
+        front_end=FE,
+        device=torch.device("cpu"),
+        seed=0,
+        test=test,
+        classifier_logits=logits,
+        decision_thresholds=thresholds,
+        surrogate_logits=surrogate,
+        explanations=explanations,
+        conditions=conditions or {},
+        timing=Timing(1.5, [10.0, 12.0, 11.0, 30.0, 9.0, 10.5], 123.0, "cpu"),
+    )
+
+
+def metric(cls_name: str) -> Metric:
+    return next(m for m in metric_plugins.METRICS if m.__name__ == cls_name)()
+
+
+# ------------------------------------------------------------------ contract
+
+
+def test_hook_registers_every_metric_with_unique_named_columns():
+    registered = []
+    metric_plugins.register_metrics(registered.append)
+    assert registered and all(issubclass(m, Metric) for m in registered)
+    assert len({m.name for m in registered}) == len(registered)
+    columns = [c for m in registered for c in m.columns]
+    assert len({c.name for c in columns}) == len(columns)
+    for col in columns:
+        assert col.variant and isinstance(col.direction, Direction)
+
+
+@pytest.mark.parametrize("task", list(Task))
+def test_every_applicable_metric_returns_its_declared_columns(models, task):
+    model = models[task]
+    ev = make_eval(
+        model,
+        mask_value=0.5,
+        surrogate=torch.randn(N, C),
+        relevance=torch.rand(N, 7),
+        conditions={"overlap": make_condition(model)},
+        n_rows=2,
+    )
+    applicable = 0
+    for cls in metric_plugins.METRICS:
+        m = cls()
+        reason = m.not_applicable(ev)
+        if task not in cls.tasks:
+            assert reason
+            continue
+        assert reason is None, f"{cls.name}: {reason}"
+        values = m.compute(ev)
+        assert set(values) == {c.name for c in cls.columns}, cls.name
+        finite = {k: v for k, v in values.items() if not k.endswith("_noise")}
+        assert all(math.isfinite(v) for v in finite.values()), (cls.name, values)
+        applicable += 1
+    assert applicable >= 9
+
+
+def test_reasons_when_explainer_or_dataset_lacks_what_a_metric_needs(models):
+    ev = make_eval(models[Task.MULTICLASS], mask_value=0.5)
+    assert "surrogate" in metric("FidelityTopK").not_applicable(ev)
+    assert "relevance" in metric("RelevanceComplexity").not_applicable(ev)
+    assert "stems" in metric("GroundTruthLocalisation").not_applicable(ev)
+    assert metric("FidelityAUPRC").not_applicable(ev)  # multilabel only
+    ev.timing = Timing(0.0, [], 0.0, "cpu")
+    assert "timings" in metric("Timing").not_applicable(ev)
+
+
+# ------------------------------------------------- masks with a known effect
+
+
+def test_all_ones_mask_keeps_the_clip_and_removes_everything(models):
+    model = models[Task.MULTICLASS]
+    ev = make_eval(model, mask_value=1.0)
+    # masked-in M*X is the clip itself (up to the ISTFT/STFT round trip)
+    lmac = metric("LMac").compute(ev)
+    assert lmac["lmac_ad"] < 0.5 and lmac["lmac_ag"] < 0.5
+    assert metric("LMacMulticlass").compute(ev)["lmac_fid_in"] == 1.0
+    # masked-out (1-M)*X is silence
+    c = ev.explanations.classes
+    with torch.no_grad():
+        f = model(ev.test.logmel)[torch.arange(N), c]
+        f_silent = model(FE.logmel(torch.zeros(1, LENGTH)))[0, c]
+    p = probs_of(model, ev.test.logmel)[torch.arange(N), c]
+    p_silent = probs_of(model, FE.logmel(torch.zeros(1, LENGTH)))[0, c]
+    ff = metric("Faithfulness").compute(ev)
+    assert ff["ff_prob_drop"] == pytest.approx(np.median((p - p_silent).numpy()), abs=1e-5)
+    assert ff["ff_logit_drop"] == pytest.approx(np.median((f - f_silent).numpy()), abs=1e-4)
+    assert abs(ff["ff_logit_drop"]) > 0.05  # the check above is not 0 == 0
+    # a constant mask shuffled is the same mask: the control equals the explanation
+    assert ff["ff_prob_drop_minus_random"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_all_zeros_mask_removes_nothing(models):
+    ev = make_eval(models[Task.MULTICLASS], mask_value=0.0)
+    ff = metric("Faithfulness").compute(ev)
+    assert abs(ff["ff_prob_drop"]) < 1e-3 and abs(ff["ff_logit_drop"]) < 1e-2
+
+
+@pytest.mark.parametrize("task", list(Task))
+def test_all_zeros_mask_in_scores_like_silence(models, task):
+    model = models[task]
+    ev = make_eval(model, mask_value=0.0)
+    c = ev.explanations.classes
+    pc = probs_of(model, ev.test.logmel)[torch.arange(N), c]
+    oc = probs_of(model, FE.logmel(torch.zeros(1, LENGTH)))[0][c]
+    expected_ad = 100 * torch.mean(torch.relu(pc - oc) / pc).item()
+    expected_ai = 100 * torch.mean((pc < oc).float()).item()
+    got = metric("LMac").compute(ev)
+    assert got["lmac_ad"] == pytest.approx(expected_ad, rel=1e-4, abs=1e-4)
+    assert got["lmac_ai"] == pytest.approx(expected_ai)
+
+
+def test_input_fidelity_of_silence(models):
+    model = models[Task.MULTICLASS]
+    ev = make_eval(model, mask_value=0.0)
+    top_clip = probs_of(model, ev.test.logmel).argmax(dim=1)
+    top_silent = probs_of(model, FE.logmel(torch.zeros(1, LENGTH))).argmax()
+    got = metric("LMacMulticlass").compute(ev)["lmac_fid_in"]
+    assert got == pytest.approx((top_clip == top_silent).float().mean().item())
+
+
+def test_deletion_insertion_against_a_step_by_step_reference(models):
+    model = models[Task.MULTICLASS]
+    g = torch.Generator().manual_seed(5)
+    rows = 2
+    mask = torch.rand(rows, 513, FRAMES, generator=g)  # distinct values: the ranking is unique
+    ev = make_eval(model, mask=mask, n_rows=rows)
+    got = metric("DeletionInsertion").compute(ev)
+    c = ev.explanations.classes.numpy()
+    d = mask.shape[1] * mask.shape[2]
+    deletion, insertion = np.zeros((rows, 11)), np.zeros((rows, 11))
+    for row in range(rows):
+        order = np.argsort(-mask[row].numpy().ravel())
+        for keep_top, curve in ((False, deletion), (True, insertion)):
+            steps = []
+            for step in range(11):
+                top = np.zeros(d, dtype=bool)
+                top[order[: round(step * d / 10)]] = True
+                steps.append((top if keep_top else ~top).reshape(mask.shape[1:]))
+            m = torch.from_numpy(np.stack(steps).astype(np.float32))
+            logmel = FE.logmel(FE.istft(ev.test.spec[row : row + 1] * m, LENGTH))
+            curve[row] = probs_of(model, logmel)[:, c[row]].numpy()
+    x = np.linspace(0, 1, 11)
+    assert got["deletion_auc"] == pytest.approx(np.trapezoid(deletion, x, axis=1).mean(), abs=2e-4)
+    assert got["insertion_auc"] == pytest.approx(
+        np.trapezoid(insertion, x, axis=1).mean(), abs=2e-4
+    )
+    assert curves.STEPS == 10
+
+
+# ------------------------------------------------------------------ fidelity
+
+
+def test_fidelity_topk_against_loop(models):
+    model = models[Task.MULTICLASS]
+    surrogate = torch.randn(N, C, generator=torch.Generator().manual_seed(7))
+    ev = make_eval(model, mask_value=0.5, surrogate=surrogate)
+    got = metric("FidelityTopK").compute(ev)
+    top = ev.classifier_logits.argmax(dim=1)
+    for k in (1, 3, 5):
+        expected = np.mean(
+            [top[i].item() in surrogate[i].topk(k).indices.tolist() for i in range(N)]
+        )
+        assert got[f"fidelity_top{k}"] == pytest.approx(expected)
+    same = make_eval(model, mask_value=0.5, surrogate=ev.classifier_logits.clone())
+    assert metric("FidelityTopK").compute(same)["fidelity_top1"] == 1.0
+
+
+def test_fidelity_auprc_uses_the_classifier_decisions(models):
+    model = models[Task.MULTILABEL]
+    ev = make_eval(model, mask_value=0.5)
+    probs = torch.sigmoid(ev.classifier_logits)
+    thresholds = probs.median(dim=0).values  # about half the clips positive per class
+    decisions = probs > thresholds
+    # a surrogate that ranks exactly by those decisions: perfect under fixed-11
+    # distinct scores: DCASE's closed form 1 - 1/(2P) needs no ties among positives
+    jitter = torch.rand(N, C, generator=torch.Generator().manual_seed(8))
+    surrogate = torch.where(decisions, 3.0 + jitter, -3.0 - jitter)
+    ev = make_eval(model, mask_value=0.5, surrogate=surrogate, thresholds=thresholds)
+    got = metric("FidelityAUPRC").compute(ev)
+    assert got["fidelity_auprc_macro_fixed11"] == pytest.approx(1.0)
+    assert got["fidelity_auprc_micro_fixed11"] == pytest.approx(1.0)
+    n_pos = int(decisions.sum())
+    assert got["fidelity_auprc_micro_dcase"] == pytest.approx(1 - 0.5 / n_pos)
+    flipped = make_eval(model, mask_value=0.5, surrogate=-surrogate, thresholds=thresholds)
+    assert metric("FidelityAUPRC").compute(flipped)["fidelity_auprc_micro_fixed11"] < 0.5
+
+
+# -------------------------------------------------------------- ground truth
+
+
+def make_condition(model, interference_gain: float = 1.0) -> ConditionSet:
+    target = clips(11)
+    interference = (
+        interference_gain
+        * 0.3
+        * torch.randn(N, LENGTH, generator=torch.Generator().manual_seed(12))
+    )
+    labels = torch.arange(N) % C
+    batch = audio_batch(target + interference, torch.nn.functional.one_hot(labels, C).float())
+    explanations = ExplanationSet(
+        rows=torch.arange(N),
+        classes=labels,
+        mask=torch.ones(N, 513, FRAMES),
+        relevance=None,
+        waveform=target + interference,
+    )
+    return ConditionSet(
+        "overlap", batch, {"target": target, "interference": interference}, explanations
+    )
+
+
+def test_ground_truth_full_mask_keeps_all_target_energy(models):
+    model = models[Task.MULTICLASS]
+    cond = make_condition(model)
+    ev = make_eval(model, mask_value=0.5, conditions={"overlap": cond})
+    got = metric("GroundTruthLocalisation").compute(ev)
+    assert got["gt_recall_overlap"] == pytest.approx(1.0)
+    st, si = FE.stft(cond.stems["target"]), FE.stft(cond.stems["interference"])
+    rho = st.abs() ** 2 / (st.abs() ** 2 + si.abs() ** 2)
+    power = cond.batch.spec.abs() ** 2
+    share = ((rho * power).sum(dim=(1, 2)) / power.sum(dim=(1, 2))).mean().item()
+    assert got["gt_precision_overlap"] == pytest.approx(share, rel=1e-4)
+    assert math.isnan(got["gt_precision_noise"])  # no noise condition in this evaluation
+    # the oracle's binary mask is more precise, and a wrong class is not scored
+    cond.explanations.mask = (rho > 0.5).float()
+    better = metric("GroundTruthLocalisation").compute(ev)
+    assert better["gt_precision_overlap"] > got["gt_precision_overlap"] + 0.05
+    cond.explanations.classes = (cond.explanations.classes + 1) % C
+    assert math.isnan(metric("GroundTruthLocalisation").compute(ev)["gt_recall_overlap"])
+
+
+# ---------------------------------------------------- complexity and timing
+
+
+def test_complexity_of_binary_masks_matches_closed_form(models):
+    mask = torch.zeros(N, 513, FRAMES)
+    d = 513 * FRAMES
+    keeps = [100, 5000, 20000, d]
+    for row, k in enumerate(keeps):
+        mask[row].view(-1)[:k] = 1.0
+    ev = make_eval(models[Task.MULTICLASS], mask=mask, relevance=mask[:, 0, :10].clone() + 1.0)
+    got = metric("MaskComplexity").compute(ev)
+    assert got["mask_gini"] == pytest.approx(np.mean([(d - k) / d for k in keeps]), abs=1e-4)
+    assert got["mask_entropy"] == pytest.approx(np.mean([np.log(k) for k in keeps]))
+    rel = metric("RelevanceComplexity").compute(ev)
+    assert rel["relevance_gini"] < 0.2  # values in [1, 2]: nearly flat
+
+
+def test_timing_columns_are_the_runners_measurements(models):
+    ev = make_eval(models[Task.MULTICLASS], mask_value=0.5)
+    got = metric("Timing").compute(ev)
+    ms = ev.timing.explain_ms_per_clip
+    assert got["explain_ms_median"] == pytest.approx(np.median(ms))
+    assert got["explain_ms_iqr"] == pytest.approx(np.subtract(*np.percentile(ms, [75, 25])))
+    assert got["fit_seconds"] == 1.5 and got["peak_memory_mb"] == 123.0
