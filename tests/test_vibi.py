@@ -1,0 +1,264 @@
+"""Tests of the VIBI baseline: sampler statistics, chunk-to-STFT mapping, selection of
+the region a classifier depends on, multilabel, state round-trip.
+
+Everything runs on 1 s synthetic clips (87 frames: 10 time chunks of 8 frames, the 7
+leftover frames in the last chunk) and tiny networks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from l2i_bench.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, FrontEnd
+from l2i_bench.data import ClipSet
+from l2i_bench.errors import BenchError
+from l2i_bench.plugins.explainers.vibi import (
+    VibiExplainer,
+    chunks_to_logmel,
+    gumbel_draws,
+    mel_to_linear_weights,
+    relaxed_k_hot,
+)
+from l2i_bench.types import Clip, ExplainerContext, ExplainerDefaults, Task
+
+SECONDS = 1.0
+FRAMES = 1 + round(SECONDS * SAMPLE_RATE) // HOP_LENGTH  # 87
+CHUNK = FRAMES // 10  # 8 frames per time chunk
+REGION_MEL = 1  # mel chunk 1 = bands 32..63 (~1.0-2.7 kHz): the classifier's region
+TONE_HZ = 1700.0  # inside the region
+DISTRACTOR_HZ = 5000.0  # mel chunk 2 (bands 64..95)
+
+
+class RegionClassifier(nn.Module):
+    """A 2-class classifier whose decision depends only on one region of the log-mel:
+    class 1 when mel bands 32-63 are loud relative to the whole clip. Written by hand,
+    independent of the explainer under test."""
+
+    tap_names = ("B4", "B5", "B6")
+
+    def __init__(self, task: Task = Task.MULTICLASS) -> None:
+        super().__init__()
+        self.task = task
+        self.num_classes = 2
+        self.threshold = 0.0
+
+    def statistic(self, logmel: torch.Tensor) -> torch.Tensor:
+        region = logmel[:, 0, :, 32 * REGION_MEL : 32 * (REGION_MEL + 1)]
+        return region.mean(dim=(1, 2)) - logmel.mean(dim=(1, 2, 3))
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        score = (self.statistic(logmel) - self.threshold) / 5.0
+        return torch.stack([-score, score], dim=-1)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, -1)
+
+
+def region_clips(n: int, seed: int, front_end: FrontEnd) -> ClipSet:
+    """Class 1 clips hold a 1.7 kHz tone (inside the region) over the whole clip; every
+    clip also holds a 5 kHz tone (outside it, a distractor of the same loudness that
+    carries no class information), so only the region tells the classes apart."""
+    rng = np.random.default_rng(seed)
+    length = round(SECONDS * SAMPLE_RATE)
+    t = np.arange(length) / SAMPLE_RATE
+    waves = np.zeros((n, length), dtype=np.float32)
+    labels = []
+    for row in range(n):
+        label = row % 2
+        wave = 0.02 * rng.standard_normal(length)
+        freqs = (TONE_HZ, DISTRACTOR_HZ) if label else (DISTRACTOR_HZ,)
+        for freq in freqs:
+            f = freq * rng.uniform(0.9, 1.1)
+            wave += rng.uniform(0.3, 0.6) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
+        waves[row] = wave
+        labels.append((label,))
+    clips = [
+        Clip(f"r{seed}-{i}", Path(f"/nonexistent/{i}.wav"), lab) for i, lab in enumerate(labels)
+    ]
+    return ClipSet(clips, waves, 2, front_end)
+
+
+class InMemory:
+    """A BatchSource over precomputed features (the tests' clips never change), so
+    training epochs do not recompute STFTs."""
+
+    def __init__(self, clip_set: ClipSet) -> None:
+        self.clips = clip_set.clips
+        self.everything = clip_set.batch(range(len(clip_set)))
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+        order = np.arange(len(self))
+        if shuffle:
+            np.random.default_rng(seed).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            yield self.everything.select(order[start : start + batch_size].tolist())
+
+
+def make_context(classifier, options: dict, task: Task = Task.MULTICLASS) -> ExplainerContext:
+    return ExplainerContext(
+        dataset_name="test",
+        task=task,
+        class_names=[f"c{i}" for i in range(classifier.num_classes)],
+        classifier=classifier,
+        front_end=FrontEnd("cpu"),
+        device=torch.device("cpu"),
+        seed=3,
+        defaults=ExplainerDefaults(interpreter_epochs=2),
+        cache_dir=Path("/nonexistent"),
+        cache_key="test",
+        options=options,
+        show_progress=False,
+    )
+
+
+# ----------------------------------------------------------------------- sampler
+
+
+def test_each_gumbel_draw_picks_chunks_in_proportion_to_their_probabilities() -> None:
+    probs = torch.tensor([0.5, 0.25, 0.15, 0.07, 0.03])
+    logits = torch.log(probs) + 1.7  # any shift of the logits gives the same p
+    draws = 20_000
+    gen = torch.Generator().manual_seed(0)
+    sample = gumbel_draws(logits.expand(draws, -1), k=1, tau=0.5, generator=gen)[:, 0]
+    counts = torch.bincount(sample.argmax(-1), minlength=5).numpy()
+    _, p_value = stats.chisquare(counts, draws * probs.numpy())
+    assert p_value > 1e-3, (counts / draws, probs)
+    # The official code's bug (log p renormalised as probabilities) would rank in reverse.
+    assert counts.argmax() == 0
+
+
+def test_k_hot_sample_includes_each_chunk_with_the_with_replacement_probability() -> None:
+    probs = torch.tensor([0.4, 0.3, 0.2, 0.05, 0.05])
+    k, draws = 3, 20_000
+    gen = torch.Generator().manual_seed(1)
+    per_draw = gumbel_draws(probs.log().expand(draws, -1), k=k, tau=0.3, generator=gen)
+    winners = torch.nn.functional.one_hot(per_draw.argmax(-1), 5).amax(1).float()
+    expected = 1 - (1 - probs) ** k
+    observed = winners.mean(0)
+    stderr = torch.sqrt(expected * (1 - expected) / draws)
+    assert torch.all((observed - expected).abs() < 4.5 * stderr), (observed, expected)
+    # The relaxed K-hot is the element-wise max of the same draws, in [0, 1].
+    gen = torch.Generator().manual_seed(1)
+    z = relaxed_k_hot(probs.log().expand(draws, -1), k=k, tau=0.3, generator=gen)
+    assert torch.allclose(z, per_draw.amax(1))
+    assert z.min() >= 0 and z.max() <= 1
+
+
+# ------------------------------------------------------------------ chunk mapping
+
+
+def test_one_chunk_maps_to_its_frames_and_the_linear_bins_of_its_mel_bands() -> None:
+    fe = FrontEnd("cpu")
+    z = torch.zeros(1, 40)
+    z[0, 0 * 10 + 9] = 1.0  # lowest mel chunk (bands 0..31), last time chunk
+    mel_mask = chunks_to_logmel(z, FRAMES, 128)[0, 0]  # (T, M)
+    assert mel_mask[: 9 * CHUNK].sum() == 0
+    assert torch.all(mel_mask[9 * CHUNK :, :32] == 1)  # leftover frames join chunk 9
+    assert mel_mask[:, 32:].sum() == 0
+    linear = torch.einsum("fm,tm->ft", mel_to_linear_weights(fe.mel_basis), mel_mask)
+    edges = librosa.mel_frequencies(130, fmin=0.0, fmax=SAMPLE_RATE / 2)
+    bin_hz = np.arange(513) * SAMPLE_RATE / N_FFT
+    inside = bin_hz < edges[31]  # only bands 0..31 cover these bins
+    outside = bin_hz > edges[33]  # band 32 onwards only
+    assert torch.allclose(linear[inside, -1], torch.ones(int(inside.sum())))
+    assert linear[outside].abs().max() < 1e-6
+    assert linear.min() >= 0 and linear.max() <= 1 + 1e-6
+
+
+# ------------------------------------------------------------------ the explainer
+
+
+@pytest.fixture(scope="module")
+def region_setup():
+    fe = FrontEnd("cpu")
+    train, valid, test = (region_clips(n, s, fe) for n, s in ((48, 0), (12, 1), (16, 2)))
+    clf = RegionClassifier().eval()
+    with torch.no_grad():
+        stat = clf.statistic(train.batch(range(len(train))).logmel)
+    labels = torch.tensor([c.labels[0] for c in train.clips])
+    clf.threshold = float((stat[labels == 1].mean() + stat[labels == 0].mean()) / 2)
+    with torch.no_grad():
+        decided = clf(test.batch(range(len(test))).logmel).argmax(-1)
+    truth = torch.tensor([c.labels[0] for c in test.clips])
+    assert (decided == truth).float().mean() > 0.9  # the fixture's classifier works
+    ctx = make_context(clf, {"k": 4, "epochs": 20, "lr": 1e-2, "hidden": 4, "batch_size": 8})
+    explainer = VibiExplainer(ctx)
+    facts = explainer.fit(InMemory(train), InMemory(valid))
+    return explainer, facts, test
+
+
+def test_vibi_selects_the_region_the_classifier_depends_on(region_setup) -> None:
+    explainer, facts, test = region_setup
+    batch = test.batch(range(len(test)))
+    out = explainer.explain(batch, torch.ones(len(test), dtype=torch.long))
+    chosen = out.relevance.topk(4, dim=-1).indices  # K = 4
+    hit_rate = float((chosen // 10 == REGION_MEL).float().mean())
+    assert hit_rate >= 0.5, (hit_rate, chosen)  # chance is 10/40 = 0.25
+    assert out.mask.shape == batch.spec.shape
+    assert out.mask.min() >= 0 and out.mask.max() <= 1
+    assert torch.allclose(out.relevance.sum(-1), torch.ones(len(test)), atol=1e-5)
+    assert facts["k"] == 4 and facts["valid_fidelity"] > 0.8
+
+
+def test_surrogate_is_faithful_and_state_round_trips(region_setup) -> None:
+    explainer, _, test = region_setup
+    batch = test.batch(range(len(test)))
+    with torch.no_grad():
+        decided = explainer.context.classifier(batch.logmel).argmax(-1)
+    agreement = (explainer.predict(batch).argmax(-1) == decided).float().mean()
+    assert agreement >= 0.75
+    fresh = VibiExplainer(make_context(explainer.context.classifier, {"hidden": 4}))
+    assert not torch.allclose(fresh.predict(batch), explainer.predict(batch))
+    fresh.load_state_dict(explainer.state_dict())
+    assert fresh.k == explainer.k
+    assert torch.allclose(fresh.predict(batch), explainer.predict(batch))
+    classes = torch.zeros(len(test), dtype=torch.long)
+    assert torch.equal(fresh.explain(batch, classes).mask, explainer.explain(batch, classes).mask)
+
+
+def test_asked_class_other_than_prediction_is_flagged(region_setup) -> None:
+    explainer, _, test = region_setup
+    batch = test.batch(range(4))
+    with torch.no_grad():
+        predicted = explainer.context.classifier(batch.logmel).argmax(-1)
+    flags = explainer.explain(batch, 1 - predicted).extra["explains_prediction"]
+    assert torch.equal(flags, torch.zeros(4))
+    assert torch.equal(
+        explainer.explain(batch, predicted).extra["explains_prediction"], torch.ones(4)
+    )
+
+
+def test_multilabel_k_sweep_keeps_a_swept_k() -> None:
+    fe = FrontEnd("cpu")
+    clf = RegionClassifier(Task.MULTILABEL).eval()
+    ctx = make_context(
+        clf, {"k_sweep": "1,3", "epochs": 1, "hidden": 4, "batch_size": 8}, Task.MULTILABEL
+    )
+    explainer = VibiExplainer(ctx)
+    facts = explainer.fit(region_clips(8, 5, fe), region_clips(4, 6, fe))
+    assert set(facts["sweep"]) == {"1", "3"}
+    assert facts["valid_fidelity"] == max(facts["sweep"].values())
+    assert explainer.k == facts["k"] == int(max(facts["sweep"], key=facts["sweep"].get))
+    batch = region_clips(2, 7, fe).batch([0, 1])
+    out = explainer.explain(batch, torch.tensor([0, 1]))
+    assert out.relevance.shape == (2, 40) and out.surrogate_logits.shape == (2, 2)
+    assert int((out.mask.sum(1) > 0).any(0).sum()) <= explainer.k * (CHUNK + 7)
+
+
+def test_bad_options_raise_bench_errors() -> None:
+    clf = RegionClassifier()
+    with pytest.raises(BenchError, match=r"vibi\.k must"):
+        VibiExplainer(make_context(clf, {"k": 41}))
+    explainer = VibiExplainer(make_context(clf, {"k_sweep": "5,x"}))
+    with pytest.raises(BenchError, match="k_sweep"):
+        explainer.fit(region_clips(2, 0, FrontEnd("cpu")), region_clips(2, 1, FrontEnd("cpu")))
