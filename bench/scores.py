@@ -140,8 +140,10 @@ def dcase_auprc(scores: ArrayLike, targets: ArrayLike, average: Average = "macro
     ``scores`` are probabilities in [0, 1], ``targets`` binary, both ``(N, C)``.
     Micro-averaging pools every (clip, class) pair: DCASE's per-threshold sum of
     TP/FP/FN over classes on the union of the class thresholds is exactly the binary
-    curve of the pooled pairs. A perfect ranking scores ``1 - 1/(2 P)`` with ``P``
-    positives, not 1, because the 1.0 threshold adds the point (R=0, P=0).
+    curve of the pooled pairs. A perfect ranking with distinct scores below 1 scores
+    ``1 - 1/(2 P)`` with ``P`` positives, not 1, because the 1.0 threshold adds the point
+    (R=0, P=0); when all positives share one score the first step is a single
+    trapezoid from (0, 0), so a perfect but tied ranking scores as low as 0.5.
     """
     s, t = _np(scores), _np(targets)
     _check_pair(s, t)

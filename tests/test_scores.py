@@ -62,6 +62,13 @@ def test_dcase_random_scores_near_prevalence():
     assert scores.dcase_auprc(s[:, None], y[:, None]) == pytest.approx(y.mean(), abs=0.03)
 
 
+def test_dcase_tied_perfect_scores_lose_half():
+    # one shared positive score: points (0,1) (0,0) (1,1) (1,.5) (1,0) -> area 0.5
+    y = np.array([1.0, 1.0, 0.0, 0.0])[:, None]
+    s = np.array([0.9, 0.9, 0.1, 0.1])[:, None]
+    assert scores.dcase_auprc(s, y) == pytest.approx(0.5)
+
+
 def test_dcase_ignores_scores_below_min_threshold():
     # A positive scored below 0.01 is never recalled: the curve ends at R=1/2 and the
     # pad (1, 0) closes it with a triangle.
@@ -234,5 +241,8 @@ def test_energy_precision_recall_properties():
     oracle = (rho > 0.5).float()
     p2, r2 = scores.energy_precision_recall(oracle, mix, rho)
     assert (p2 > p).all() and (r2 < 1).all()
+    # masks are magnitude gains: half the magnitude keeps a quarter of the energy
+    p_half, r_half = scores.energy_precision_recall(torch.full((2, 20, 15), 0.5), mix, rho)
+    assert torch.allclose(r_half, torch.full_like(r_half, 0.25)) and torch.allclose(p_half, p)
     p3, _ = scores.energy_precision_recall(torch.zeros(2, 20, 15), mix, rho)
     assert torch.isnan(p3).all()
