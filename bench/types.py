@@ -437,7 +437,8 @@ class Metric(ABC):
     def not_applicable(self, evaluation: Evaluation) -> str | None:
         """A reason this metric does not apply to this cell, or ``None`` if it does."""
         if evaluation.task not in self.tasks:
-            return f"{self.name} is defined for {sorted(self.tasks)} tasks only"
+            allowed = ", ".join(sorted(str(t) for t in self.tasks))
+            return f"{self.name} is defined for {allowed} tasks only"
         return None
 
     @abstractmethod
