@@ -1,0 +1,239 @@
+"""Tests of the FLINT baseline: fidelity of the surrogate on held-out clips, relevance,
+masks, activation maximisation, multilabel, state round-trip.
+
+A tiny Kumar et al. CNN (width 0.125) is first trained for a few steps on 1 s tone
+clips so that its predictions vary across clips (an untrained one predicts one class
+for everything, which would make agreement meaningless).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from l2i_bench.audio import SAMPLE_RATE, FrontEnd
+from l2i_bench.classifier import KumarCNN
+from l2i_bench.data import ClipSet
+from l2i_bench.errors import BenchError
+from l2i_bench.plugins.explainers.flint import (
+    TAPS,
+    FlintExplainer,
+    log_ratio_to_linear_mask,
+)
+from l2i_bench.types import Clip, ExplainerContext, ExplainerDefaults, Task
+
+TONES_HZ = (400.0, 1800.0, 7000.0)
+
+
+def tone_clips(n: int, seed: int, front_end: FrontEnd, multilabel: bool = False) -> ClipSet:
+    """1 s clips with one sine per label over faint noise (random gain and phase)."""
+    rng = np.random.default_rng(seed)
+    length = SAMPLE_RATE
+    t = np.arange(length) / SAMPLE_RATE
+    waves = np.zeros((n, length), dtype=np.float32)
+    labels = []
+    for row in range(n):
+        labs = (row % 3,) if not multilabel else tuple(sorted({row % 3, (row // 3) % 3}))
+        wave = 0.01 * rng.standard_normal(length)
+        for lab in labs:
+            f = TONES_HZ[lab] * rng.uniform(0.95, 1.05)
+            wave += rng.uniform(0.2, 0.5) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
+        waves[row] = wave
+        labels.append(labs)
+    clips = [
+        Clip(f"t{seed}-{i}", Path(f"/nonexistent/{i}.wav"), lab) for i, lab in enumerate(labels)
+    ]
+    return ClipSet(clips, waves, 3, front_end)
+
+
+class InMemory:
+    """A BatchSource over precomputed features, so epochs do not recompute STFTs."""
+
+    def __init__(self, clip_set: ClipSet) -> None:
+        self.clips = clip_set.clips
+        self.everything = clip_set.batch(range(len(clip_set)))
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+        order = np.arange(len(self))
+        if shuffle:
+            np.random.default_rng(seed).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            yield self.everything.select(order[start : start + batch_size].tolist())
+
+
+def make_context(classifier, options: dict, seed: int = 5) -> ExplainerContext:
+    return ExplainerContext(
+        dataset_name="test",
+        task=classifier.task,
+        class_names=["low", "mid", "high"],
+        classifier=classifier,
+        front_end=FrontEnd("cpu"),
+        device=torch.device("cpu"),
+        seed=seed,
+        defaults=ExplainerDefaults(nmf_components=8, interpreter_epochs=2, interpreter_lr=3e-3),
+        cache_dir=Path("/nonexistent"),
+        cache_key="test",
+        options=options,
+        show_progress=False,
+    )
+
+
+def trained_classifier(train: InMemory, task: Task) -> KumarCNN:
+    torch.manual_seed(0)
+    model = KumarCNN(3, task, width=0.125)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(24):
+        for batch in train.batches(12, shuffle=True, seed=step):
+            logits = model(batch.logmel)
+            if task is Task.MULTICLASS:
+                loss = F.cross_entropy(logits, batch.targets.argmax(-1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits, batch.targets)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return model.eval().requires_grad_(False)
+
+
+OPTIONS = {"attributes": 8, "hidden": 16, "epochs": 8, "batch_size": 12, "am_steps": 0}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    fe = FrontEnd("cpu")
+    train, valid, test = (InMemory(tone_clips(n, s, fe)) for n, s in ((36, 0), (12, 1), (18, 2)))
+    clf = trained_classifier(train, Task.MULTICLASS)
+    explainer = FlintExplainer(make_context(clf, OPTIONS))
+    facts = explainer.fit(train, valid)
+    return explainer, facts, test
+
+
+def test_surrogate_agrees_with_the_classifier_on_held_out_clips(fitted) -> None:
+    explainer, facts, test = fitted
+    batch = test.everything
+    with torch.no_grad():
+        predicted = explainer.context.classifier(batch.logmel).argmax(-1)
+    chance = torch.bincount(predicted, minlength=3).max().item() / len(predicted)
+    assert chance < 0.7  # the classifier's predictions vary, so agreement means something
+    agreement = (explainer.predict(batch).argmax(-1) == predicted).float().mean().item()
+    assert agreement >= max(0.8, chance + 0.2), (agreement, chance)
+    assert facts["selection"] == "best validation top-1 agreement"
+    assert 1 <= facts["best_epoch"] <= OPTIONS["epochs"]
+    assert facts["valid_top1_agreement"] == max(facts["valid_history"])
+
+
+def test_relevance_follows_flint_formula_and_peaks_at_one(fitted) -> None:
+    explainer, _, test = fitted
+    batch = test.everything
+    classes = torch.arange(len(test)) % 3
+    out = explainer.explain(batch, classes)
+    with torch.no_grad():
+        _, taps = explainer.context.classifier.forward_with_taps(batch.logmel)
+        phi = explainer.phi({t: taps[t] for t in TAPS})
+    products = phi * explainer.head.weight[classes]  # Phi_j w_{c,j}
+    positive = products.amax(-1) > 0
+    assert positive.float().mean() > 0.5
+    expected = products[positive] / products[positive].amax(-1, keepdim=True)
+    assert torch.allclose(out.relevance[positive], expected, atol=1e-5)
+    assert torch.allclose(out.relevance[positive].amax(-1), torch.ones(int(positive.sum())))
+    assert out.relevance.shape == (len(test), OPTIONS["attributes"])
+    assert torch.allclose(out.surrogate_logits, explainer.predict(batch))
+
+
+def test_masks_lie_in_unit_interval_and_keep_everything_when_all_attributes_relevant(
+    fitted,
+) -> None:
+    explainer, _, test = fitted
+    batch = test.everything.select(range(6))
+    classes = torch.zeros(6, dtype=torch.long)
+    out = explainer.explain(batch, classes)
+    assert out.mask.shape == batch.spec.shape
+    assert out.mask.min() >= 0 and out.mask.max() <= 1
+    keep_all = FlintExplainer(
+        make_context(explainer.context.classifier, {**OPTIONS, "threshold": -1e30})
+    )
+    keep_all.load_state_dict(explainer.state_dict())
+    mask = keep_all.explain(batch, classes).mask
+    with torch.no_grad():
+        decoded = explainer.decoder(explainer.predict_attributes(batch), batch.spec.shape[-1])
+    clear = (decoded > 1e-2) & (batch.magnitude > 1e-3)
+    assert torch.all(mask[clear] > 0.95)
+
+
+def test_log_ratio_mask_matches_the_log_domain_resynthesis() -> None:
+    gen = torch.Generator().manual_seed(0)
+    magnitude = torch.rand(2, 513, 20, generator=gen) * 10
+    magnitude[0, :5] = 0.0
+    ratio = torch.rand(2, 513, 20, generator=gen) * 1.4 - 0.2  # out of range on purpose
+    mask = log_ratio_to_linear_mask(torch.log1p(magnitude), ratio)
+    expected = np.expm1(np.log1p(magnitude.numpy()) * np.clip(ratio.numpy(), 0, 1))
+    assert np.allclose((mask * magnitude).numpy(), expected, atol=1e-4)
+    assert mask.min() >= 0 and mask.max() <= 1
+    assert torch.all(mask[0, :5] == 0)
+
+
+def test_activation_maximisation_raises_the_relevant_attributes(fitted) -> None:
+    explainer, _, test = fitted
+    batch = test.everything.select(range(3))
+    ctx = make_context(explainer.context.classifier, {**OPTIONS, "am_steps": 8, "am_lr": 0.2})
+    am = FlintExplainer(ctx)
+    am.load_state_dict(explainer.state_dict())
+    classes = torch.arange(3)
+    out = am.explain(batch, classes)
+    audio = out.extra["activation_maximisation"]
+    assert audio.shape == batch.waveform.shape and torch.isfinite(audio).all()
+    relevant = (out.relevance > ctx.defaults.relevance_threshold).float()
+    fe = ctx.front_end
+
+    def relevant_sum(wave: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            _, taps = ctx.classifier.forward_with_taps(fe.logmel(wave))
+            return (am.phi({t: taps[t] for t in TAPS}) * relevant).sum(-1)
+
+    weak = relevant_sum(batch.waveform * 0.1)  # the starting point: input at -10 dB
+    assert torch.all(relevant_sum(audio) > weak), (relevant_sum(audio), weak)
+
+
+def test_state_round_trips_and_mismatch_is_a_bench_error(fitted) -> None:
+    explainer, _, test = fitted
+    batch = test.everything.select(range(4))
+    fresh = FlintExplainer(make_context(explainer.context.classifier, OPTIONS, seed=99))
+    assert not torch.allclose(fresh.predict(batch), explainer.predict(batch))
+    fresh.load_state_dict(explainer.state_dict())
+    classes = torch.tensor([0, 1, 2, 0])
+    assert torch.equal(fresh.predict(batch), explainer.predict(batch))
+    assert torch.equal(fresh.explain(batch, classes).mask, explainer.explain(batch, classes).mask)
+    other = FlintExplainer(make_context(explainer.context.classifier, {**OPTIONS, "attributes": 5}))
+    with pytest.raises(BenchError, match="attributes"):
+        other.load_state_dict(explainer.state_dict())
+
+
+def test_multilabel_trains_with_soft_bce_and_explains() -> None:
+    fe = FrontEnd("cpu")
+    train, valid = InMemory(tone_clips(12, 3, fe, True)), InMemory(tone_clips(6, 4, fe, True))
+    torch.manual_seed(1)
+    clf = KumarCNN(3, Task.MULTILABEL, width=0.125).eval().requires_grad_(False)
+    explainer = FlintExplainer(make_context(clf, {**OPTIONS, "epochs": 1}))
+    facts = explainer.fit(train, valid)
+    assert facts["epochs"] == 1
+    batch = valid.everything.select([0, 0, 1])
+    out = explainer.explain(batch, torch.tensor([0, 1, 2]))
+    assert out.mask.shape == batch.spec.shape and out.mask.min() >= 0 and out.mask.max() <= 1
+    assert out.surrogate_logits.shape == (3, 3)
+
+
+def test_classifier_without_taps_is_a_bench_error() -> None:
+    class NoTaps(torch.nn.Module):
+        task = Task.MULTICLASS
+        num_classes = 3
+
+    with pytest.raises(BenchError, match="tap_channels"):
+        FlintExplainer(make_context(NoTaps(), OPTIONS))
