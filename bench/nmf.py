@@ -199,10 +199,10 @@ class SparseNMF:
                 value = self._objective(V, W, H, lam, sum_v_log_v, wtv, sum_v2)
                 self.objective_history_.append(value)
                 bar.set_postfix(objective=f"{value:.4g}")
-                if previous is not None and self.tol > 0:
-                    if (previous - value) <= self.tol * abs(previous):
-                        self.n_iter_ = it + 1
-                        break
+                converged = previous is not None and self.tol > 0
+                if converged and (previous - value) <= self.tol * abs(previous):
+                    self.n_iter_ = it + 1
+                    break
                 previous = value
             self.n_iter_ = it + 1
         bar.close()

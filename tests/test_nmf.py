@@ -19,7 +19,7 @@ from l2i_bench.types import AudioBatch
 SKLEARN_LOSS = {1: "kullback-leibler", 2: "frobenius"}
 
 
-def noisy_low_rank(seed: int = 0, F: int = 40, N: int = 300, K: int = 5) -> torch.Tensor:
+def noisy_low_rank(seed: int = 0, F: int = 30, N: int = 120, K: int = 5) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     W = torch.rand(F, K, generator=g, dtype=torch.float64) ** 4
     H = torch.rand(K, N, generator=g, dtype=torch.float64) ** 4
@@ -58,12 +58,12 @@ def test_columns_unit_norm_and_non_negative(beta: int) -> None:
 @pytest.mark.parametrize("beta", [1, 2])
 def test_planted_factors_recovered(beta: int) -> None:
     g = torch.Generator().manual_seed(3)
-    F, N, K = 50, 400, 5
+    F, N, K = 40, 150, 5
     W0 = torch.rand(F, K, generator=g, dtype=torch.float64) ** 6
     W0 /= W0.norm(dim=0)
     H0 = torch.rand(K, N, generator=g, dtype=torch.float64) ** 4
     H0 *= torch.rand(K, N, generator=g, dtype=torch.float64) < 0.4
-    model = SparseNMF(K, beta=beta, mu=0.0, max_iter=800, tol=0, seed=0).fit(W0 @ H0)
+    model = SparseNMF(K, beta=beta, mu=0.0, max_iter=500, tol=0, seed=0).fit(W0 @ H0)
     cosine = (W0.T @ model.W_).numpy()  # both unit-norm: entries are cosines
     rows, cols = linear_sum_assignment(-cosine)
     assert cosine[rows, cols].min() > 0.95
@@ -73,8 +73,8 @@ def test_planted_factors_recovered(beta: int) -> None:
 def test_matches_sklearn_objective_without_sparsity(beta: int) -> None:
     V = noisy_low_rank(seed=5)
     start = SparseNMF(5, beta=beta, mu=0.0, max_iter=0, seed=4).fit(V)  # the initial factors
-    ours = SparseNMF(5, beta=beta, mu=0.0, max_iter=600, tol=0, seed=4).fit(V)
-    sk = NMF(5, solver="mu", beta_loss=SKLEARN_LOSS[beta], init="custom", max_iter=600, tol=0)
+    ours = SparseNMF(5, beta=beta, mu=0.0, max_iter=400, tol=0, seed=4).fit(V)
+    sk = NMF(5, solver="mu", beta_loss=SKLEARN_LOSS[beta], init="custom", max_iter=400, tol=0)
     Wsk = sk.fit_transform(V.numpy(), W=start.W_.numpy().copy(), H=start.H_.numpy().copy())
     theirs = independent_objective(V.numpy(), Wsk @ sk.components_, beta)
     assert ours.objective_history_[-1] == pytest.approx(theirs, rel=0.02)
@@ -82,7 +82,7 @@ def test_matches_sklearn_objective_without_sparsity(beta: int) -> None:
 
 def test_transform_keeps_dictionary_and_fits_activations() -> None:
     V = noisy_low_rank(seed=6)
-    model = SparseNMF(5, beta=1, mu=0.0, max_iter=300, seed=0).fit(V)
+    model = SparseNMF(5, beta=1, mu=0.0, max_iter=200, seed=0).fit(V)
     W = model.W_.clone()
     H = model.transform(V)
     torch.testing.assert_close(model.W_, W)
