@@ -371,8 +371,11 @@ def learn_dictionary(
         )
     cache_file = None
     if cache_dir is not None and cache_key is not None:
+        tag = strategy
+        if strategy == "noise_then_class":  # its extra settings change the result too
+            tag += f"-n{noise_components}-c{clips_per_class}" + ("-keep" if keep_noise else "")
         cache_file = dictionary_cache_file(
-            cache_dir, cache_key, K, beta, mu, strategy, chunk, max_iter, seed
+            cache_dir, cache_key, K, beta, mu, tag, chunk, max_iter, seed
         )
         if cache_file.is_file():
             W = torch.load(cache_file, map_location="cpu", weights_only=True)

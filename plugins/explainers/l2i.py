@@ -71,10 +71,11 @@ class Phi(nn.Module):
     """Hidden taps -> activations ``H`` (B, K, T) >= 0 (method notes §3.1, adapted).
 
     The authors' layer recipe with its channel counts tied to the classifier's taps: at
-    width 1 (B4 128, B5 256, B6 512 channels) it is exactly their ``in_maps=256`` network;
-    at other widths every hidden size scales with the taps (He-initialised, see below). Time is aligned on the B6
-    length ``Tb`` (B5 cropped to 2Tb, B4 to 4Tb, as they do) and the last stage resizes to
-    the input's ``T``, so any clip length works; frequency is pooled to 4 bins per branch.
+    width 1 (B4 128, B5 256, B6 512 channels) it has exactly the layers of their
+    ``in_maps=256`` network; at other widths every hidden size scales with the taps. Time
+    is aligned on the B6 length ``Tb`` (B5 cropped to 2Tb, B4 to 4Tb, as they do) and the
+    last stage resizes to the input's ``T``, so any clip length works; frequency is pooled
+    to 4 bins per branch. Unlike theirs, the convolutions are He-initialised (see below).
     """
 
     def __init__(self, tap_channels: dict[str, int], n_components: int) -> None:
@@ -207,8 +208,9 @@ def fidelity_auprc(surrogate_logits: torch.Tensor, classifier_logits: torch.Tens
 
 class L2IExplainer(Explainer):
     """The L2I NMF interpreter; options (``--option l2i.KEY=VALUE``): components,
-    strategy, nmf_beta, nmf_mu, nmf_iter, nmf_chunk, epochs, lr, batch_size, alpha, beta,
-    threshold, top_k, dropout."""
+    strategy, nmf_beta, nmf_mu, nmf_iter, nmf_chunk, noise_components, clips_per_class
+    (noise_then_class only), epochs, lr, batch_size, alpha, beta, threshold, top_k,
+    dropout."""
 
     name: ClassVar[str] = "l2i"
     description: ClassVar[str] = (
@@ -299,6 +301,8 @@ class L2IExplainer(Explainer):
             device=self.device,
             cache_dir=ctx.cache_dir,
             cache_key=ctx.cache_key,
+            noise_components=int(ctx.option("noise_components", 10)),
+            clips_per_class=int(ctx.option("clips_per_class", 700)),
             show_progress=ctx.show_progress,
         )
         self.W = W.to(self.device)
