@@ -29,8 +29,9 @@ output fidelity is FLINT's. FLINT's "training strategy" switches terms on in sta
 train every term. FLINT's Dropout(0.01) before ``h`` is left out (negligible).
 
 Model selection uses top-1 agreement ``argmax h(Phi(x)) == argmax f(x)`` on the
-VALIDATION split after every epoch (L2I's code selected on test; we never do). With an
-empty validation split the last epoch is kept and the fit facts say so.
+VALIDATION split after every epoch (L2I's code selected on test; we never do); for
+multilabel data the same agreement on the most confident class; ties go to the later
+epoch. With an empty validation split the last epoch is kept and the fit facts say so.
 
 Relevance of attribute ``j`` for class ``c`` (method notes §7.3):
 ``r_j = Phi_j w_{c,j} / max_i (Phi_i w_{c,i})`` (signed max, as FLINT's local relevance);

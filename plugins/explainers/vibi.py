@@ -31,6 +31,10 @@ notes §1):
   so the floor is -1.
 * Targets: the classifier's hard prediction (VIBI's ``y_hat``) with cross-entropy for
   multiclass; for multilabel, its decisions ``sigmoid(f) > 0.5`` with per-class BCE.
+* Networks (L2I's audio architectures were not published): ``g`` and ``q`` are small
+  CNNs on the log-mel at half resolution, pooled to the 4 x 10 grid; ``g`` adds a
+  learned per-chunk bias, ``q`` ends with a linear layer over the grid (position-aware,
+  as VIBI's MNIST approximator), width ``hidden`` (16).
 * One relaxed sample per step, Adam (betas 0.5, 0.999), no EMA copy, ``epochs`` from
   ``interpreter_epochs`` (the appendix trained 100 on ESC-50, 30 on SONYC-UST: pass
   ``--option vibi.epochs=100``), ``lr`` 5e-4 (official 1e-4 over 100 epochs).
@@ -38,7 +42,8 @@ notes §1):
   against the classifier (top-1 agreement; multilabel: mean per-class decision
   agreement) on the VALIDATION split, over epochs and over ``k_sweep`` (e.g.
   ``"5,10,15,20"``, each K trained from the same seed) as the appendix kept the K
-  with best fidelity. With an empty validation split the last epoch of ``k`` is kept.
+  with best fidelity (ties across K: the first listed); ties across epochs go to the
+  later epoch (the longer-trained explainer). With an empty validation split the last epoch of ``k`` is kept.
 
 Which class is explained: as in VIBI, the explainer is not class-conditioned; it
 selects the chunks from which the approximator reproduces the classifier's *own
