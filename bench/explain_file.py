@@ -92,6 +92,12 @@ def explain_file(request: ExplainRequest, registry: Registry) -> list[Path]:
     stem = f"{request.audio.stem}--{explainer_cls.name}--{dataset.class_names[target]}"
     wav_path = out / f"{stem}.wav"
     write_audio(wav_path, interpretation[0])
+    extra_audio = {}
+    for name, value in explanation.extra.items():
+        if value.dim() == 2 and value.shape[-1] == num_samples:  # (B, L): listenable output
+            extra_path = out / f"{stem}--{name}.wav"
+            write_audio(extra_path, value[0])
+            extra_audio[name] = str(extra_path)
     fig_path = out / f"{stem}.png"
     _figure(fig_path, batch.spec[0].abs(), explanation.mask[0], dataset.class_names[target])
     record = {
@@ -119,10 +125,11 @@ def explain_file(request: ExplainRequest, registry: Registry) -> list[Path]:
         "mask_mean": float(explanation.mask[0].float().mean()),
         "interpretation_audio": str(wav_path),
         "figure": str(fig_path),
+        "extra_audio": extra_audio,
     }
     json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(record, indent=2))
-    return [wav_path, fig_path, json_path]
+    return [wav_path, *map(Path, extra_audio.values()), fig_path, json_path]
 
 
 def _target_class(requested: str | None, names: list[str], probs: torch.Tensor, task: Task) -> int:
