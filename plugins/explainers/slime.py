@@ -18,8 +18,9 @@ What captum does and what is ours
     than a distance between flattened inputs; the surrogate is a closed-form weighted
     ridge (:class:`WeightedRidge`, the same solution as scikit-learn's ``Ridge`` with
     ``sample_weight``) that also records the weighted R^2 LIME reports as ``score``.
-    Captum's "input" is a vector of ones over the segments, so its own masking turns
-    it into the binary mask itself and the forward function builds the audio.
+    Captum's "input" is the vector of segments itself: its interpretable-to-input
+    transform is set to the identity (the binary mask is what the forward function
+    receives) and the forward function builds the audio from it.
 
 Perturbation domain: the waveform
     An "off" segment is silenced in the *waveform* (with the same 10 ms cross-fades as
@@ -49,7 +50,10 @@ Deviations from the reference code (recorded as ours)
 Cost per clip
     ``samples`` (1000) classifier forward passes in batches of
     ``perturbations_per_eval``, the same number of STFT + log-mel computations, no
-    backward pass, and one ``d x d`` ridge solve. No training.
+    backward pass, and one ``d x d`` ridge solve. No training. Measured on a busy
+    2-core CPU, 5 s clip, KumarCNN width 0.125: 37.0 s per clip against 36.5 s for
+    the same 1000 gated waveforms -> log-mel -> forward alone (min of 3, ~1 %);
+    captum's loop, the kernel and the ridge cost ~0.1-0.2 s per clip.
 
 Options (``--option slime.KEY=VALUE``): ``samples`` (1000), ``segment_ms`` (500),
 ``max_segments`` (5), ``kernel_width`` (0.25), ``ridge_alpha`` (1.0),
