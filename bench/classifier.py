@@ -49,7 +49,7 @@ THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 2
 """Candidate multilabel decision thresholds {0.05, 0.10, ..., 0.95} (L2I's grid)."""
 
 CHECKPOINT_FORMAT = 1
-PRECISE_BN_BATCHES = 16
+PRECISE_BN_BATCHES = 8
 MIN_FRAMES = 64
 """Shortest input: six 2x pools must leave at least one time frame for F1."""
 
@@ -195,6 +195,46 @@ class ClassifierConfig:
     pretrained: Path | None = None
     pos_weight: list[float] | None = None
     augment: bool = True
+
+    def __post_init__(self) -> None:
+        """Coerce CLI-style values (``--classifier width=0.5``, ``augment=false``,
+        ``pos_weight=1,3,3``) so a string never reaches training or the config hash."""
+        try:
+            self.width = float(self.width)
+            self.lr = float(self.lr)
+            for name in ("epochs", "batch_size", "patience", "seed"):
+                value = getattr(self, name)
+                if isinstance(value, str) or float(value) != int(value):
+                    value = float(value)
+                    if value != int(value):
+                        raise ValueError(f"{name} must be a whole number, got {value}")
+                setattr(self, name, int(value))
+            if isinstance(self.augment, str):
+                if self.augment.lower() not in {
+                    "1",
+                    "0",
+                    "true",
+                    "false",
+                    "yes",
+                    "no",
+                    "on",
+                    "off",
+                }:
+                    raise ValueError(f"augment must be true or false, got {self.augment!r}")
+                self.augment = self.augment.lower() in {"1", "true", "yes", "on"}
+            self.augment = bool(self.augment)
+            if self.pretrained is not None and not isinstance(self.pretrained, Path):
+                self.pretrained = Path(str(self.pretrained))
+            if isinstance(self.pos_weight, str):
+                self.pos_weight = [float(v) for v in self.pos_weight.split(",") if v.strip()]
+            if self.pos_weight is not None:
+                self.pos_weight = [float(v) for v in self.pos_weight]
+        except (TypeError, ValueError) as err:
+            raise BenchError(
+                f"classifier config: {err}",
+                "give numbers for width/lr/epochs/batch_size/patience/seed, true/false for "
+                "augment and comma-separated numbers for pos_weight",
+            ) from err
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (for the manifest and the checkpoint)."""
@@ -579,6 +619,7 @@ def _train(
             optimiser.step()
             total += float(loss.detach()) * len(batch)
             seen += len(batch)
+        step_seconds = time.perf_counter() - start
         recompute_batchnorm_statistics(
             model, train, config.batch_size, device, seed=config.seed + epoch
         )
@@ -588,7 +629,8 @@ def _train(
             "epoch": float(epoch),
             "train_loss": total / max(seen, 1),
             "val_score": score,
-            "seconds": time.perf_counter() - start,
+            "step_seconds": step_seconds,  # optimiser steps only
+            "seconds": time.perf_counter() - start,  # + precise BN + validation
         }
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{score:.3f}")
