@@ -199,6 +199,13 @@ class FoldWorkspace:
         t = self.classifier.thresholds
         return None if t is None else torch.as_tensor(t, dtype=torch.float32).cpu()
 
+    def options_for(self, explainer_name: str) -> dict[str, str]:
+        """The dataset's option defaults for an explainer, overridden by ``--option``."""
+        return {
+            **self.dataset.explainer_options.get(explainer_name, {}),
+            **self.config.options.get(explainer_name, {}),
+        }
+
     def context(self, explainer_name: str) -> ExplainerContext:
         return ExplainerContext(
             dataset_name=self.dataset.name,
@@ -211,7 +218,7 @@ class FoldWorkspace:
             defaults=self.dataset.explainer_defaults,
             cache_dir=Path(self.config.cache_dir),
             cache_key=self.cache_key,
-            options=self.config.options.get(explainer_name, {}),
+            options=self.options_for(explainer_name),
             show_progress=self.config.show_progress,
         )
 
@@ -517,7 +524,7 @@ def cell_config_key(
             "fold": ws.fold,
             "explainer": cls.name,
             "explainer_version": cls.version,
-            "options": config.options.get(cls.name, {}),
+            "options": ws.options_for(cls.name),
             "seed": config.seed,
             "limit": config.limit,
             "classifier": ws.classifier.checkpoint_sha256,

@@ -118,6 +118,9 @@ class Dataset(ABC):
     clip_seconds: ClassVar[float]
     explainer_defaults: ClassVar[ExplainerDefaults] = ExplainerDefaults()
     classifier_defaults: ClassVar[ClassifierDefaults] = ClassifierDefaults()
+    explainer_options: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    """Per-explainer option defaults for this dataset (e.g. fewer SLIME samples on a
+    small generated set); ``--option`` overrides them and the manifest records both."""
 
     def __init__(self, data_dir: Path | None = None, *, seed: int = 0) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else self.default_data_dir()
