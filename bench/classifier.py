@@ -15,6 +15,9 @@ The module also trains (or reuses from a cache) one classifier per (dataset, fol
 Adam, early stopping on the validation split (never the test fold, unlike the L2I
 code), best weights restored, and per-class decision thresholds for multilabel data
 chosen on validation F1 from the grid L2I's ``compute_multilabel_threshold`` uses.
+BatchNorm statistics are recomputed under the current weights before every validation
+("precise BN", see :func:`recompute_batchnorm_statistics`): with the default running
+average, small folds validate at chance although the network has learned the task.
 """
 
 from __future__ import annotations
