@@ -145,7 +145,8 @@ class SparseNMF:
         if self.beta == 1:
             assert lam is not None and sum_v_log_v is not None
             # sum(V log V) and sum(V) are constants of the data: one log per entry of Λ.
-            data = sum_v_log_v - float((V * torch.log(lam)).sum()) - self._sum_v + float(lam.sum())
+            v_log_lam = float(torch.log(lam).mul_(V).sum())
+            data = sum_v_log_v - v_log_lam - self._sum_v + float(lam.sum())
         else:
             assert wtv is not None and sum_v2 is not None
             # 0.5 ||V - W H||^2 via the Gram form: no F x N residual materialised.
@@ -165,25 +166,28 @@ class SparseNMF:
         sum_v_log_v = float((V * torch.log(V)).sum()) if beta == 1 else None
         sum_v2 = float((V * V).sum()) if beta == 2 else None
         previous = None
-        lam = (W @ H).clamp_min_(FLOOR) if beta == 1 else None
+        lam = None
+        if beta == 1:  # one F x N buffer, reused for Λ and V/Λ: no large allocation per step
+            lam = torch.matmul(W, H).clamp_min_(FLOOR)
         wtv = W.T @ V if beta == 2 else None  # carried across iterations: 2 big products/it
         bar = tqdm(
             range(self.max_iter), desc="sparse NMF", unit="it", disable=not self.show_progress
         )
         for it in bar:
             if beta == 1:
+                assert lam is not None
                 # H update: H <- H * W̄ᵀ(V/Λ) / (colsum(W̄) + mu)
-                ratio = torch.div(V, lam, out=lam)  # Λ is recomputed below; reuse its memory
+                ratio = torch.div(V, lam, out=lam)
                 H = H * (W.T @ ratio) / (W.sum(0).unsqueeze(1) + mu).clamp_min(FLOOR)
                 if update_W:
-                    ratio = torch.div(V, (W @ H).clamp_min_(FLOOR))
+                    torch.matmul(W, H, out=lam).clamp_min_(FLOOR)
+                    ratio = torch.div(V, lam, out=lam)
                     A = ratio @ H.T  # (F, K) negative part of the gradient
-                    del ratio
                     s = H.sum(1)  # (K,) positive part (the same in every row)
                     num = A + W * (s * W.sum(0))
                     den = s + W * (A * W).sum(0)
                     W = self._renormalise(W, num, den, n_fixed)
-                lam = (W @ H).clamp_min_(FLOOR)
+                torch.matmul(W, H, out=lam).clamp_min_(FLOOR)
             else:
                 assert wtv is not None
                 H = H * wtv / ((W.T @ W) @ H + mu).clamp_min(FLOOR)
