@@ -109,7 +109,7 @@ ZENODO_FILES: dict[str, str | None] = {
 """Files of Zenodo record 3966543 (SONYC-UST v2.3) and their md5 (soundata's REMOTES)."""
 
 FIX = (
-    "run `l2i-bench download sonyc-ust` (about 12 GB from Zenodo record 3966543), or pass "
+    "run `l2i-bench download sonyc-ust` (about 16 GB from Zenodo record 3966543), or pass "
     "--data-dir pointing at a folder with annotations.csv, dcase-ust-taxonomy.yaml and audio/"
 )
 
@@ -531,7 +531,7 @@ class SonycUST(Dataset):
             }
             done.write_text(json.dumps(facts))
             record[name] = facts
-        (record_path).write_text(
+        record_path.write_text(
             json.dumps(
                 {
                     "zenodo_record": ZENODO_RECORD,
