@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, read_audio
 from l2i_bench.types import AudioBatch, Clip
-from tqdm.auto import tqdm
 
 
 def multi_hot(clips: Sequence[Clip], num_classes: int) -> np.ndarray:
@@ -43,22 +44,38 @@ def load_waveforms(
         key.update(
             f"{p.resolve()}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}".encode()
         )
-    cache_file = None
-    if cache_dir is not None:
-        cache_file = Path(cache_dir) / "audio" / f"{key.hexdigest()[:20]}.npy"
-        if cache_file.is_file():
-            return np.load(cache_file, mmap_mode=None)
-    waves = np.zeros((len(paths), num_samples), dtype=np.float32)
+    if cache_dir is None:
+        waves = np.zeros((len(paths), num_samples), dtype=np.float32)
+        _decode_into(waves, paths, num_samples, desc, show_progress)
+        return waves
+    cache_file = Path(cache_dir) / "audio" / f"{key.hexdigest()[:20]}.npy"
+    if not cache_file.is_file():
+        # Decode straight into a memory-mapped file: a large split (SONYC-UST's training
+        # set is ~24 GB of float32) never has to fit in RAM, and a crash leaves only a
+        # temporary file behind, never a truncated cache.
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npy")
+        waves = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(len(paths), num_samples)
+        )
+        try:
+            _decode_into(waves, paths, num_samples, desc, show_progress)
+            waves.flush()
+            del waves
+            os.replace(tmp, cache_file)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return np.load(cache_file, mmap_mode="r")
+
+
+def _decode_into(
+    waves: np.ndarray, paths: Sequence[Path], num_samples: int, desc: str, show_progress: bool
+) -> None:
     for row, path in enumerate(
         tqdm(paths, desc=desc, unit="clip", disable=not show_progress or len(paths) < 20)
     ):
         waves[row] = read_audio(path, num_samples)
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, waves)
-        os.replace(tmp, cache_file)
-    return waves
 
 
 class ClipSet:

@@ -100,6 +100,7 @@ class ClassifierDefaults:
     lr: float = 1e-3
     batch_size: int = 32
     patience: int = 8
+    pos_weight: tuple[float, ...] | None = None  # per-class BCE positive weight (multilabel)
 
 
 class Dataset(ABC):
