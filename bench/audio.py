@@ -16,6 +16,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+
 from l2i_bench.errors import BenchError
 
 SAMPLE_RATE = 44_100

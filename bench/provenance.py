@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from l2i_bench.timing import device_name
 
 TRACKED_PACKAGES = (

@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+
 from l2i_bench import hookspecs
 from l2i_bench.errors import BenchError
 from l2i_bench.types import Dataset, Explainer, Metric

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from l2i_bench.errors import BenchError
 
 LONG_COLUMNS = [
