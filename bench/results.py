@@ -178,7 +178,9 @@ def leaderboard(long: pd.DataFrame) -> pd.DataFrame:
     for header in order:
         table[header] = mean.get(header)
         table[f"{header} std"] = std.get(header)
-    table = table.reset_index()
+    # Columns empty for every explainer (e.g. multilabel AUPRC on a multiclass dataset)
+    # say nothing here; the long CSV keeps them with the reason.
+    table = table.dropna(axis=1, how="all").reset_index()
     control_last = table["explainer"].eq("random")
     return pd.concat([table[~control_last], table[control_last]], ignore_index=True)
 

@@ -48,9 +48,8 @@ from l2i_bench.results import (
 )
 from l2i_bench.scores import classifier_quality
 from l2i_bench.timing import (
+    PeakMemory,
     device_name,
-    peak_memory_mb,
-    reset_peak_memory,
     resolve_device,
     stopwatch,
 )
@@ -299,7 +298,7 @@ def explain_set(
             wave = explanation.waveform
             if wave is None:
                 wave = clips.front_end.apply_mask(batch.spec, explanation.mask, clips.num_samples)
-        ms_per_row.append(1000.0 * elapsed[0] / len(batch_rows))
+        ms_per_row.extend([1000.0 * elapsed[0] / len(batch_rows)] * len(batch_rows))
         _check_mask(explainer.name, explanation.mask, batch.spec.shape)
         masks.append(explanation.mask.detach().float().cpu())
         waves.append(wave.detach().float().cpu())
@@ -395,7 +394,59 @@ def run_cell(
 ) -> CellResult:
     config = ws.config
     device = ws.device
-    reset_peak_memory(device)
+    with PeakMemory(device) as memory:
+        explainer, fit_info, fit_seconds, explained, ms, surrogate, conditions = _explain_cell(
+            ws, explainer_cls
+        )
+    timing = Timing(
+        fit_seconds=fit_seconds,
+        explain_ms_per_clip=ms,
+        peak_memory_mb=memory.peak_mb,
+        device_name=device_name(device),
+    )
+    evaluation = Evaluation(
+        dataset=ws.dataset.name,
+        fold=ws.fold,
+        task=ws.dataset.task,
+        class_names=ws.dataset.class_names,
+        explainer_name=explainer_cls.name,
+        explainer_has_surrogate=explainer_cls.has_surrogate,
+        classifier=ws.model,
+        front_end=ws.front_end,
+        device=device,
+        seed=explainer.context.seed,
+        test=ws.test.batch(np.arange(len(ws.test))).to("cpu"),
+        classifier_logits=ws.test_logits,
+        decision_thresholds=ws.thresholds,
+        surrogate_logits=surrogate,
+        explanations=explained,
+        conditions=conditions,
+        timing=timing,
+    )
+    scores = score_cell(metrics, evaluation)
+    if config.listen:
+        write_listening_examples(ws, explainer_cls.name, explained, Path(config.out), config.listen)
+    return CellResult(
+        dataset=ws.dataset.name,
+        fold=ws.fold,
+        explainer=explainer_cls.name,
+        explainer_version=str(explainer_cls.version),
+        seed=config.seed,
+        config_key=config_key,
+        run_id=run_id,
+        device=timing.device_name,
+        classifier_sha256=ws.classifier.checkpoint_sha256,
+        scores=scores,
+        fit={**_jsonable(fit_info), "fit_seconds": fit_seconds},
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _explain_cell(ws: FoldWorkspace, explainer_cls: type[Explainer]):
+    """Fit (or reload) the explainer and explain the test set and every condition set;
+    this is the part of a cell whose time and memory are the explainer's cost."""
+    config = ws.config
+    device = ws.device
     explainer, fit_info, fit_seconds = ws.fitted_explainer(explainer_cls)
     seed_everything(explainer.context.seed)
     rows, classes = ws.explained_rows(ws.test_logits)
@@ -446,48 +497,7 @@ def run_cell(
             stems={k: torch.from_numpy(v) for k, v in stems.items()},
             explanations=cond_set,
         )
-    timing = Timing(
-        fit_seconds=fit_seconds,
-        explain_ms_per_clip=ms,
-        peak_memory_mb=peak_memory_mb(device),
-        device_name=device_name(device),
-    )
-    evaluation = Evaluation(
-        dataset=ws.dataset.name,
-        fold=ws.fold,
-        task=ws.dataset.task,
-        class_names=ws.dataset.class_names,
-        explainer_name=explainer_cls.name,
-        explainer_has_surrogate=explainer_cls.has_surrogate,
-        classifier=ws.model,
-        front_end=ws.front_end,
-        device=device,
-        seed=explainer.context.seed,
-        test=ws.test.batch(np.arange(len(ws.test))).to("cpu"),
-        classifier_logits=ws.test_logits,
-        decision_thresholds=ws.thresholds,
-        surrogate_logits=surrogate,
-        explanations=explained,
-        conditions=conditions,
-        timing=timing,
-    )
-    scores = score_cell(metrics, evaluation)
-    if config.listen:
-        write_listening_examples(ws, explainer_cls.name, explained, Path(config.out), config.listen)
-    return CellResult(
-        dataset=ws.dataset.name,
-        fold=ws.fold,
-        explainer=explainer_cls.name,
-        explainer_version=str(explainer_cls.version),
-        seed=config.seed,
-        config_key=config_key,
-        run_id=run_id,
-        device=timing.device_name,
-        classifier_sha256=ws.classifier.checkpoint_sha256,
-        scores=scores,
-        fit={**_jsonable(fit_info), "fit_seconds": fit_seconds},
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    )
+    return explainer, fit_info, fit_seconds, explained, ms, surrogate, conditions
 
 
 def _stem_clip(clip, stem: str):
@@ -550,7 +560,7 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
                 "leave it out of --explainers for this dataset",
             )
     available = dataset.folds()
-    folds = config.folds or available
+    folds = config.folds or dataset.default_folds()
     missing = [f for f in folds if f not in available]
     if missing:
         raise BenchError(
@@ -596,6 +606,9 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
                 "test": len(ws.test),
                 "conditions": {k: len(v) for k, v in ws.conditions.items()},
             }
+            manifest["dataset"]["folds"][fold]["explainer_options"] = {
+                cls.name: ws.options_for(cls.name) for cls in explainer_classes
+            }
             manifest["classifier"][fold] = {
                 "config": ws.classifier_config.to_dict(),
                 "checkpoint": str(ws.classifier.checkpoint),
@@ -616,11 +629,12 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
                     manifest["cells"]["skipped"].append([fold, cls.name])
                     tqdm.write(f"fold {fold} {cls.name}: done already, skipped ({path})")
                     continue
-                cell = run_cell(ws, cls, metrics, run_id, key)
+                with stopwatch(device) as cell_seconds:
+                    cell = run_cell(ws, cls, metrics, run_id, key)
                 write_json_atomic(path, cell.to_json())
                 computed.append((fold, cls.name))
-                manifest["cells"]["computed"].append([fold, cls.name])
-                tqdm.write(f"fold {fold} {cls.name}: written {path}")
+                manifest["cells"]["computed"].append([fold, cls.name, round(cell_seconds[0], 1)])
+                tqdm.write(f"fold {fold} {cls.name}: written {path} ({cell_seconds[0]:.0f} s)")
         manifest["status"] = "finished"
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"

@@ -6,11 +6,14 @@ launch, not the work: every reading here synchronises first on CUDA devices.
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -33,24 +36,57 @@ def stopwatch(device: torch.device) -> Iterator[list[float]]:
         out.append(time.perf_counter() - start)
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+class PeakMemory:
+    """Peak memory over a block of work, in MB.
+
+    On CUDA it is the caching allocator's peak (``max_memory_allocated``) since the
+    block began. On CPU, where torch keeps no such counter, a daemon thread samples the
+    process's resident set size every 20 ms and keeps the maximum (Linux ``/proc``;
+    elsewhere it falls back to the process's lifetime peak, which only grows).
+    """
+
+    INTERVAL_S = 0.02
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif _STATM.is_file():
+            self.peak_mb = _rss_mb()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            self.peak_mb = max(self.peak_mb, _rss_mb())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = max(self.peak_mb, _rss_mb())
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            self.peak_mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this cell on CUDA (allocator peak since the last reset); on CPU the
-    process's peak resident set size, which only grows — the variant column says which."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+_STATM = Path("/proc/self/statm")
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
 
 
-def memory_variant(device: torch.device) -> str:
-    if device.type == "cuda":
-        return "torch.cuda.max_memory_allocated during fit+explain"
-    return "process peak RSS (CPU; cumulative over the run)"
+def _rss_mb() -> float:
+    try:
+        return int(_STATM.read_text().split()[1]) * _PAGE_MB
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def device_name(device: torch.device) -> str:

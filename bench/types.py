@@ -142,6 +142,10 @@ class Dataset(ABC):
     def folds(self) -> list[str]:
         """Names of the folds available in ``data_dir`` (e.g. ``["1", ..., "5"]``)."""
 
+    def default_folds(self) -> list[str]:
+        """Folds a run covers when ``--folds`` is not given (all of them by default)."""
+        return self.folds()
+
     @abstractmethod
     def split(self, fold: str) -> Split: ...
 

@@ -54,14 +54,25 @@ def test_leaderboard_means_and_stds_over_folds_with_direction_in_header():
 
 
 def test_empty_values_stay_empty_with_their_reason(tmp_path):
-    cells = [_cell("1", "slime", None, note="explainer has no surrogate model")]
+    cells = [
+        _cell("1", "slime", None, note="explainer has no surrogate model"),
+        _cell("1", "l2i", 0.8),
+    ]
     for c in cells:
         write_json_atomic(cell_path(tmp_path, "d", c.fold, c.explainer), c.to_json())
     long_path, board_path = publish(tmp_path, "d")
     long = pd.read_csv(long_path)
-    row = long[long["column"] == "fidelity_top1"].iloc[0]
+    row = long[(long["column"] == "fidelity_top1") & (long["explainer"] == "slime")].iloc[0]
     assert math.isnan(row["value"]) and row["note"] == "explainer has no surrogate model"
-    assert math.isnan(pd.read_csv(board_path)["fidelity_top1 ↑"].iloc[0])
+    board = pd.read_csv(board_path).set_index("explainer")
+    assert math.isnan(board.loc["slime", "fidelity_top1 ↑"])
+    assert board.loc["l2i", "fidelity_top1 ↑"] == 0.8
+
+
+def test_columns_empty_for_every_explainer_leave_the_leaderboard():
+    cells = [_cell("1", "a", None, note="multilabel only"), _cell("1", "b", None, note="x")]
+    board = leaderboard(long_table(cells))
+    assert "fidelity_top1 ↑" not in board.columns and "explain_ms ↓" in board.columns
 
 
 def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path):

@@ -3,8 +3,9 @@
 Every leaderboard gets its row (as OpenXAI's control explainer), so a reader can see
 at a glance whether an explainer beats chance. The mask keeps a random set of
 time-frequency bins covering a fixed share of the spectrogram (``option coverage``,
-default 0.2: about the area an L2I interpretation keeps), and the relevance is a
-random vector over those bins' frames. Both are seeded per clip, so reruns agree.
+default 0.2: about the area an L2I interpretation keeps), the relevance is a random
+vector over frames, and its "surrogate" outputs random logits, so the fidelity columns
+show chance level too. All are seeded per clip, so reruns agree.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from l2i_bench.types import AudioBatch, Explainer, Explanation
 class RandomExplainer(Explainer):
     name = "random"
     description = "Control: a random time-frequency mask of fixed coverage"
-    version = "1"
+    version = "2"
     unit = "STFT frame"
+    has_surrogate = True  # a chance-level one: fidelity columns show what chance scores
 
     def explain(self, batch: AudioBatch, classes: torch.Tensor) -> Explanation:
         coverage = float(self.context.option("coverage", 0.2))
@@ -37,6 +39,17 @@ class RandomExplainer(Explainer):
             masks[row].view(-1)[keep] = 1.0
             relevance[row] = torch.rand(frames, generator=gen)
         return Explanation(mask=masks.to(batch.spec.device), relevance=relevance)
+
+    def predict(self, batch: AudioBatch) -> torch.Tensor:
+        """Random logits, seeded per clip: the fidelity a surrogate gets by chance
+        (top-1 agreement about 1/C), printed beside every real surrogate's."""
+        rows = []
+        for clip_id in batch.clip_ids:
+            gen = torch.Generator().manual_seed(
+                self.context.seed * 7919 + zlib.crc32(f"{clip_id}|surrogate".encode())
+            )
+            rows.append(torch.randn(self.context.num_classes, generator=gen))
+        return torch.stack(rows).to(batch.spec.device)
 
 
 @hookimpl

@@ -25,7 +25,13 @@ class Timing(Metric):
         ),
         Column("explain_ms_median", Direction.LOWER, "ms/clip", "median over explained rows"),
         Column("explain_ms_iqr", Direction.LOWER, "ms/clip", "75th - 25th percentile (linear)"),
-        Column("peak_memory_mb", Direction.LOWER, "MB", "peak device memory during the cell"),
+        Column(
+            "peak_memory_mb",
+            Direction.LOWER,
+            "MB",
+            "peak during fit + explain: torch.cuda.max_memory_allocated on CUDA; "
+            "process resident set size sampled every 20 ms on CPU",
+        ),
     )
 
     def not_applicable(self, evaluation: Evaluation) -> str | None:
