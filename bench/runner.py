@@ -494,8 +494,15 @@ def _explain_cell(ws: FoldWorkspace, explainer_cls: type[Explainer]):
         conditions[name] = ConditionSet(
             name=name,
             batch=clips.batch(np.arange(len(clips))).to("cpu"),
-            stems={k: torch.from_numpy(v) for k, v in stems.items()},
+            stems={k: torch.from_numpy(np.array(v)) for k, v in stems.items()},
             explanations=cond_set,
+        )
+    # A reused fit never read its fit-time options, so only a fresh fit can tell.
+    unused = explainer.context.unused_options()
+    if unused and "reused_cache" not in fit_info:
+        tqdm.write(
+            f"warning: {explainer_cls.name} never read option(s) {', '.join(unused)}: "
+            "check their spelling in the explainer's docstring"
         )
     return explainer, fit_info, fit_seconds, explained, ms, surrogate, conditions
 

@@ -274,6 +274,7 @@ class ExplainerContext:
     cache_key: str  # identifies data + classifier; put it in cache file names
     options: Mapping[str, Any] = field(default_factory=dict)  # --option NAME.key=value
     show_progress: bool = True
+    _options_read: set[str] = field(default_factory=set, init=False, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -281,12 +282,17 @@ class ExplainerContext:
 
     def option(self, key: str, default: Any) -> Any:
         """A user override cast to the default's type, else the default."""
+        self._options_read.add(key)
         if key not in self.options:
             return default
         value = self.options[key]
         if isinstance(default, bool) and isinstance(value, str):
             return value.lower() in {"1", "true", "yes", "on"}
         return type(default)(value) if default is not None else value
+
+    def unused_options(self) -> list[str]:
+        """Options given but never read: most likely typos, reported by the runner."""
+        return sorted(set(self.options) - self._options_read)
 
 
 @dataclass
