@@ -89,6 +89,20 @@ def write_audio(path: Path, wave: np.ndarray | torch.Tensor) -> None:
     sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
 
 
+def log_ratio_to_linear_mask(log_magnitude: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """The linear-magnitude mask equivalent to a soft mask in the log-magnitude domain.
+
+    L2I (and FLINT's decoder mask) filter ``E = log(1+|X|) * ratio`` and resynthesise
+    ``exp(E) - 1`` with the input phase. Dividing by ``|X|`` gives the mask ``M`` in
+    ``[0, 1]`` with ``M |X| = exp(E) - 1`` (0 where ``|X| = 0``), so every metric can
+    treat these explainers like any other mask-producing method.
+    """
+    magnitude = torch.expm1(log_magnitude)
+    kept = torch.expm1(log_magnitude * ratio.clamp(0.0, 1.0))
+    mask = torch.where(magnitude > 0, kept / magnitude.clamp_min(1e-30), torch.zeros_like(kept))
+    return mask.clamp(0.0, 1.0)
+
+
 class FrontEnd:
     """STFT, log-mel and inverse STFT on a device; one instance per run."""
 

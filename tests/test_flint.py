@@ -15,14 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from l2i_bench.audio import SAMPLE_RATE, FrontEnd
+from l2i_bench.audio import SAMPLE_RATE, FrontEnd, log_ratio_to_linear_mask
 from l2i_bench.classifier import KumarCNN
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
 from l2i_bench.plugins.explainers.flint import (
     TAPS,
     FlintExplainer,
-    log_ratio_to_linear_mask,
 )
 from l2i_bench.types import Clip, ExplainerContext, ExplainerDefaults, Task
 

@@ -71,6 +71,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from l2i_bench import hookimpl
+from l2i_bench.audio import log_ratio_to_linear_mask
 from l2i_bench.errors import BenchError
 from l2i_bench.types import (
     AudioBatch,
@@ -170,18 +171,6 @@ def attribute_relevance(
     products = phi * weight[classes]
     peak = products.amax(dim=-1, keepdim=True)
     return torch.where(peak > 0, products / peak.clamp_min(EPS), torch.zeros_like(products))
-
-
-def log_ratio_to_linear_mask(log_magnitude: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    """A log-magnitude soft mask as a linear-magnitude mask in [0, 1].
-
-    ``E = log1p|X| * ratio`` is resynthesised as ``exp(E) - 1``; dividing by ``|X|``
-    gives the mask ``M`` with ``M |X| = exp(E) - 1`` (0 where ``|X| = 0``).
-    """
-    magnitude = torch.expm1(log_magnitude)
-    kept = torch.expm1(log_magnitude * ratio.clamp(0.0, 1.0))
-    mask = torch.where(magnitude > 0, kept / magnitude.clamp_min(1e-12), torch.zeros_like(kept))
-    return mask.clamp(0.0, 1.0)
 
 
 class FlintExplainer(Explainer):

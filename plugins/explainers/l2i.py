@@ -40,6 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from l2i_bench import hookimpl
+from l2i_bench.audio import log_ratio_to_linear_mask
 from l2i_bench.errors import BenchError
 from l2i_bench.nmf import learn_dictionary
 from l2i_bench.types import AudioBatch, BatchSource, Explainer, ExplainerContext, Explanation, Task
@@ -183,12 +184,7 @@ def component_mask(
     """
     full = torch.einsum("fk,bkt->bft", W, H)
     part = torch.einsum("fk,bkt->bft", W, H * selected.unsqueeze(-1).to(H.dtype))
-    energy = log_magnitude * (part / (full + MASK_EPS))
-    magnitude = torch.expm1(log_magnitude)
-    mask = torch.where(
-        magnitude > 0, torch.expm1(energy) / magnitude.clamp_min(1e-30), torch.zeros_like(magnitude)
-    )
-    return mask.clamp(0.0, 1.0)
+    return log_ratio_to_linear_mask(log_magnitude, part / (full + MASK_EPS))
 
 
 def fidelity_auprc(surrogate_logits: torch.Tensor, classifier_logits: torch.Tensor) -> float:
