@@ -174,3 +174,20 @@ def test_state_round_trips(setup) -> None:
     torch.testing.assert_close(after.mask, before.mask)
     torch.testing.assert_close(after.relevance, before.relevance)
     torch.testing.assert_close(clone.predict(batch), explainer.predict(batch))
+
+
+def test_log_domain_mask_never_exceeds_the_linear_one_and_punishes_loud_bins():
+    """exp is convex, so expm1(r log1p|X|) <= r |X| for r in [0, 1]: the paper's
+    log-domain mask is at most the linear ratio, and further below it for loud bins."""
+    gen = torch.Generator().manual_seed(3)
+    W = torch.rand(20, 6, generator=gen)
+    H = torch.rand(2, 6, 30, generator=gen)
+    magnitude = 100 * torch.rand(2, 20, 30, generator=gen) ** 3
+    selected = torch.tensor([[True, False, True, False, False, True]] * 2)
+    log_mask = component_mask(W, H, torch.log1p(magnitude), selected, "log")
+    linear = component_mask(W, H, torch.log1p(magnitude), selected, "linear")
+    assert torch.all(log_mask <= linear + 1e-6)
+    loud = magnitude > 30
+    quiet = magnitude < 1
+    shrink = log_mask / linear.clamp_min(1e-6)
+    assert shrink[loud].mean() < shrink[quiet].mean()
