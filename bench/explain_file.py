@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2i_bench.audio import SAMPLE_RATE, read_audio, write_audio
+from l2i_bench.audio import SAMPLE_RATE, fit_length, read_audio, write_audio
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
 from l2i_bench.registry import Registry
@@ -46,11 +46,19 @@ def explain_file(request: ExplainRequest, registry: Registry) -> list[Path]:
     explainer_cls = registry.explainer(request.explainer)
     dataset = registry.dataset(request.dataset)(request.data_dir, seed=request.seed)
     dataset.prepare()
-    fold = request.fold or dataset.folds()[0]
+    fold = request.fold or dataset.default_folds()[0]
     if fold not in dataset.folds():
         raise BenchError(
             f"fold {fold!r} not in dataset {dataset.name!r} (available: {', '.join(dataset.folds())})",
             "pick one with --fold",
+        )
+    num_samples = round(dataset.clip_seconds * SAMPLE_RATE)
+    raw = read_audio(request.audio)
+    wave = fit_length(raw, num_samples)
+    if not np.any(wave):
+        raise BenchError(
+            f"{request.audio} is silent over its first {dataset.clip_seconds:g} s",
+            "explain a file with sound in it",
         )
     device = resolve_device(request.device)
     config = RunConfig(
@@ -68,14 +76,6 @@ def explain_file(request: ExplainRequest, registry: Registry) -> list[Path]:
     ws = FoldWorkspace(dataset, fold, config, device)
     explainer, _, _ = ws.fitted_explainer(explainer_cls)
 
-    num_samples = round(dataset.clip_seconds * SAMPLE_RATE)
-    raw = read_audio(request.audio)
-    wave = read_audio(request.audio, num_samples)
-    if not np.any(wave):
-        raise BenchError(
-            f"{request.audio} is silent over its first {dataset.clip_seconds:g} s",
-            "explain a file with sound in it",
-        )
     clip = Clip(clip_id=request.audio.stem, path=request.audio, labels=())
     clips = ClipSet([clip], wave[None, :], dataset.num_classes, ws.front_end)
     batch = clips.batch([0])
