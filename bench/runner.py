@@ -17,7 +17,7 @@ import random
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,11 @@ class FoldWorkspace:
             for name, clips in self.split.conditions.items()
             if clips
         }
+        # Ground-truth stems of the condition sets (synth's target and interference),
+        # loaded once per fold and shared by every explainer's cell.
+        self.condition_stems = {
+            name: self._stems(clips, config) for name, clips in self.conditions.items()
+        }
         self.classifier_key = f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}"
         defaults = asdict(dataset.classifier_defaults)
         defaults.update(config.classifier)
@@ -184,6 +189,27 @@ class FoldWorkspace:
             self.test_logits, torch.from_numpy(self.test.targets), dataset.task
         )
         self.cache_key = f"{self.classifier_key}-clf{self.classifier.checkpoint_sha256[:10]}"
+
+    def _stems(self, clips: ClipSet, config: RunConfig) -> dict[str, torch.Tensor]:
+        """Waveforms of each stem every clip of the set has, aligned with the set."""
+        stems = {}
+        for stem in ("target", "interference"):
+            if not all(stem in c.stems for c in clips.clips):
+                continue
+            stem_clips = [
+                replace(c, path=Path(c.stems[stem]), clip_id=f"{c.clip_id}:{stem}")
+                for c in clips.clips
+            ]
+            waves = ClipSet.load(
+                stem_clips,
+                self.dataset.clip_seconds,
+                self.dataset.num_classes,
+                self.front_end,
+                cache_dir=config.cache_dir,
+                show_progress=False,
+            ).waveforms
+            stems[stem] = torch.from_numpy(np.array(waves))  # a writable copy of the map
+        return stems
 
     def _limited(self, clips: Sequence) -> list:
         """The first ``limit`` clips of a seeded shuffle (all when no limit)."""
@@ -479,22 +505,10 @@ def _explain_cell(ws: FoldWorkspace, explainer_cls: type[Explainer]):
             desc=f"{explainer_cls.name} {name}",
             show_progress=config.show_progress,
         )
-        stems = {
-            stem: ClipSet.load(
-                [_stem_clip(c, stem) for c in clips.clips],
-                ws.dataset.clip_seconds,
-                ws.dataset.num_classes,
-                ws.front_end,
-                cache_dir=config.cache_dir,
-                show_progress=False,
-            ).waveforms
-            for stem in ("target", "interference")
-            if all(stem in c.stems for c in clips.clips)
-        }
         conditions[name] = ConditionSet(
             name=name,
             batch=clips.batch(np.arange(len(clips))).to("cpu"),
-            stems={k: torch.from_numpy(np.array(v)) for k, v in stems.items()},
+            stems=ws.condition_stems[name],
             explanations=cond_set,
         )
     # A reused fit never read its fit-time options, so only a fresh fit can tell.
@@ -505,12 +519,6 @@ def _explain_cell(ws: FoldWorkspace, explainer_cls: type[Explainer]):
             "check their spelling in the explainer's docstring"
         )
     return explainer, fit_info, fit_seconds, explained, ms, surrogate, conditions
-
-
-def _stem_clip(clip, stem: str):
-    from dataclasses import replace
-
-    return replace(clip, path=Path(clip.stems[stem]), clip_id=f"{clip.clip_id}:{stem}")
 
 
 def _jsonable(info: Mapping[str, Any]) -> dict[str, Any]:
