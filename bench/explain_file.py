@@ -155,6 +155,7 @@ def _figure(path: Path, magnitude: torch.Tensor, mask: torch.Tensor, label: str)
     kept = (mag * mask.detach().float().cpu()).numpy()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     extent = (0, mag.shape[1] * 512 / SAMPLE_RATE, 0, SAMPLE_RATE / 2000)
+    top = 20 * np.log10(mag.max().item() + 1e-6)  # one colour scale for both panels
     for ax, data, title in (
         (axes[0], mag.numpy(), "input"),
         (axes[1], kept, f"interpretation ({label})"),
@@ -164,7 +165,8 @@ def _figure(path: Path, magnitude: torch.Tensor, mask: torch.Tensor, label: str)
             origin="lower",
             aspect="auto",
             extent=extent,
-            vmin=-80 + 20 * np.log10(mag.max().item() + 1e-6),
+            vmin=top - 80,
+            vmax=top,
             cmap="magma",
         )
         ax.set_title(title)
