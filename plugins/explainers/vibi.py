@@ -171,6 +171,21 @@ def normalise_logmel(logmel: torch.Tensor) -> torch.Tensor:
     return ((logmel - peak) / (FLOOR_DB / 2) + 1.0).clamp_min(-1.0)
 
 
+def _conv_body(hidden: int) -> nn.Sequential:
+    """The small log-mel encoder shared by the explainer ``g`` and the approximator
+    ``q`` (each has its own weights): two poolings, three 3x3 convolutions."""
+    return nn.Sequential(
+        nn.AvgPool2d(2),
+        nn.Conv2d(1, hidden, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(hidden, 2 * hidden, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1),
+        nn.ReLU(),
+    )
+
+
 class ChunkExplainer(nn.Module):
     """``g``: normalised log-mel (B, 1, T, M) → chunk logits (B, 40), mel-major.
 
@@ -181,16 +196,7 @@ class ChunkExplainer(nn.Module):
 
     def __init__(self, hidden: int = 16) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.AvgPool2d(2),
-            nn.Conv2d(1, hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(hidden, 2 * hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1),
-            nn.ReLU(),
-        )
+        self.body = _conv_body(hidden)
         self.score = nn.Conv2d(2 * hidden, 1, 1)
         self.position = nn.Parameter(torch.zeros(NUM_CHUNKS))
 
@@ -210,16 +216,7 @@ class Approximator(nn.Module):
 
     def __init__(self, num_classes: int, hidden: int = 16) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.AvgPool2d(2),
-            nn.Conv2d(1, hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(hidden, 2 * hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1),
-            nn.ReLU(),
-        )
+        self.body = _conv_body(hidden)
         self.out = nn.Linear(2 * hidden * NUM_CHUNKS, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
