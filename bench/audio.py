@@ -64,6 +64,12 @@ def read_audio(path: Path, num_samples: int | None = None) -> np.ndarray:
             f"audio file {path} contains NaN or infinite samples",
             "replace the file from the original archive",
         )
+    if not np.any(wave):
+        raise BenchError(
+            f"audio file {path} is silent (all samples are zero)",
+            "remove it from the dataset's listing or replace it; no explanation of "
+            "silence means anything",
+        )
     if num_samples is not None:
         wave = fit_length(wave, num_samples)
     return np.ascontiguousarray(wave, dtype=np.float32)
