@@ -610,6 +610,8 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
     computed: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
     quality: dict[str, dict[str, float]] = {}
+    results_path = out / dataset.name / "results.csv"
+    board_path = out / dataset.name / "leaderboard.csv"
     try:
         for fold in folds:
             ws = FoldWorkspace(dataset, fold, config, device)
@@ -653,6 +655,9 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
         manifest["status"] = "finished"
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
+        raise
+    except BaseException as err:
+        manifest["status"] = f"failed: {type(err).__name__}: {err}"
         raise
     finally:
         manifest["wall_seconds"] = time.perf_counter() - started

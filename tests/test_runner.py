@@ -118,3 +118,22 @@ def test_unknown_fold_and_bad_device_are_clear_errors(synth_dir, cache_dir, tmp_
     if not torch.cuda.is_available():
         with pytest.raises(BenchError, match="CUDA"):
             run_benchmark(_config(synth_dir, cache_dir, tmp_path, device="cuda"), registry)
+
+
+class Broken(Explainer):
+    name = "broken"
+
+    def explain(self, batch, classes):
+        return Explanation(mask=torch.full_like(batch.magnitude, 2.0))  # outside [0, 1]
+
+
+def test_a_bad_explainer_fails_the_run_and_the_manifest_says_so(synth_dir, cache_dir, tmp_path):
+    module = types.ModuleType("broken_plugin")
+    module.register_explainers = hookimpl(lambda register: register(Broken))
+    registry = load_registry([(PluginInfo("broken", "tests", "tests", "0"), module)])
+    out = tmp_path / "results"
+    with pytest.raises(BenchError, match=r"'broken' returned a mask outside \[0, 1\]"):
+        run_benchmark(_config(synth_dir, cache_dir, out, explainers=["broken"]), registry)
+    manifest = json.loads(next((out / "synth" / "runs").glob("*.json")).read_text())
+    assert manifest["status"].startswith("failed: BenchError")
+    assert not (out / "synth" / "cells" / "fold-1" / "broken.json").exists()
