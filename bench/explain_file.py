@@ -19,9 +19,9 @@ from l2i_bench.audio import SAMPLE_RATE, fit_length, read_audio, write_audio
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
 from l2i_bench.registry import Registry
-from l2i_bench.runner import FoldWorkspace, RunConfig
 from l2i_bench.timing import resolve_device
 from l2i_bench.types import Clip, Task
+from l2i_bench.workspace import FoldWorkspace, RunConfig
 
 
 @dataclass

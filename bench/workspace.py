@@ -1,0 +1,253 @@
+"""One (dataset, fold) made ready for explainers: data, classifier, contexts.
+
+Everything here is shared by the explainer cells of a fold and built once: the clips
+loaded through the audio cache, the classifier trained or reloaded under a key of
+data and configuration, the condition sets with their ground-truth stems, and the
+context and fitted (cached) state each explainer gets. ``l2i-bench run`` and
+``l2i-bench explain`` both start from a :class:`FoldWorkspace`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from l2i_bench.audio import FrontEnd
+from l2i_bench.classifier import (
+    ClassifierConfig,
+    TrainedClassifier,
+    evaluate_logits,
+    train_or_load_classifier,
+)
+from l2i_bench.data import ClipSet
+from l2i_bench.errors import BenchError
+from l2i_bench.scores import classifier_quality
+from l2i_bench.timing import stopwatch
+from l2i_bench.types import Dataset, Explainer, ExplainerContext, Task
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides what a run computes (recorded in its manifest)."""
+
+    dataset: str
+    explainers: list[str]
+    folds: list[str] | None = None
+    data_dir: Path | None = None
+    device: str = "auto"
+    seed: int = 0
+    limit: int | None = None
+    out: Path = Path("results")
+    cache_dir: Path = Path(".cache")
+    force: bool = False
+    options: dict[str, dict[str, str]] = field(default_factory=dict)
+    classifier: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 16
+    listen: int = 2
+    show_progress: bool = True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def derived_seed(seed: int, *parts: str) -> int:
+    """A seed per (run seed, fold, explainer): a cell's randomness does not depend on
+    which other cells ran before it, so a resumed run equals an uninterrupted one."""
+    return (seed * 1_000_003 + zlib.crc32("|".join(parts).encode())) % 2**31
+
+
+def config_hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+class FoldWorkspace:
+    """Data, classifier and explainer contexts for one (dataset, fold); built once and
+    shared by every explainer cell of that fold."""
+
+    def __init__(self, dataset: Dataset, fold: str, config: RunConfig, device: torch.device):
+        self.dataset = dataset
+        self.fold = fold
+        self.config = config
+        self.device = device
+        self.front_end = FrontEnd(device)
+        self.split = dataset.split(fold)
+        progress = config.show_progress
+
+        def load(clips: Sequence, what: str) -> ClipSet:
+            if not clips:
+                raise BenchError(
+                    f"dataset {dataset.name!r} fold {fold}: the {what} split is empty",
+                    f"check the data under {dataset.data_dir}",
+                )
+            return ClipSet.load(
+                clips,
+                dataset.clip_seconds,
+                dataset.num_classes,
+                self.front_end,
+                cache_dir=config.cache_dir,
+                desc=f"{dataset.name} fold {fold} {what}",
+                show_progress=progress,
+            )
+
+        self.train = load(self.split.train, "train")
+        self.valid = load(self.split.valid, "valid")
+        self.test = load(self._limited(self.split.test), "test")
+        self.conditions = {
+            name: load(self._limited(clips), f"{name} condition")
+            for name, clips in self.split.conditions.items()
+            if clips
+        }
+        # Ground-truth stems of the condition sets (synth's target and interference),
+        # loaded once per fold and shared by every explainer's cell.
+        self.condition_stems = {
+            name: self._stems(clips, config) for name, clips in self.conditions.items()
+        }
+        self.classifier_key = f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}"
+        defaults = asdict(dataset.classifier_defaults)
+        defaults.update(config.classifier)
+        unknown = sorted(set(config.classifier) - set(ClassifierConfig.__dataclass_fields__))
+        if unknown:
+            raise BenchError(
+                f"unknown classifier setting(s): {', '.join(unknown)}",
+                f"use --classifier KEY=VALUE with KEY one of {', '.join(ClassifierConfig.__dataclass_fields__)}",
+            )
+        settings = {k: v for k, v in defaults.items() if k in ClassifierConfig.__dataclass_fields__}
+        settings["seed"] = derived_seed(config.seed, dataset.name, fold, "classifier")
+        if settings.get("pretrained") is not None:
+            settings["pretrained"] = Path(settings["pretrained"])
+        self.classifier_config = ClassifierConfig(**settings)
+        self.classifier: TrainedClassifier = train_or_load_classifier(
+            self.train,
+            self.valid,
+            task=dataset.task,
+            num_classes=dataset.num_classes,
+            config=self.classifier_config,
+            cache_dir=config.cache_dir,
+            cache_key=self.classifier_key,
+            device=device,
+            show_progress=progress,
+        )
+        self.model = self.classifier.model
+        self.test_logits = evaluate_logits(self.model, self.test, config.batch_size, device)
+        self.quality = classifier_quality(
+            self.test_logits, torch.from_numpy(self.test.targets), dataset.task
+        )
+        self.cache_key = f"{self.classifier_key}-clf{self.classifier.checkpoint_sha256[:10]}"
+
+    def _stems(self, clips: ClipSet, config: RunConfig) -> dict[str, torch.Tensor]:
+        """Waveforms of each stem every clip of the set has, aligned with the set."""
+        stems = {}
+        for stem in ("target", "interference"):
+            if not all(stem in c.stems for c in clips.clips):
+                continue
+            stem_clips = [
+                replace(c, path=Path(c.stems[stem]), clip_id=f"{c.clip_id}:{stem}")
+                for c in clips.clips
+            ]
+            waves = ClipSet.load(
+                stem_clips,
+                self.dataset.clip_seconds,
+                self.dataset.num_classes,
+                self.front_end,
+                cache_dir=config.cache_dir,
+                show_progress=False,
+            ).waveforms
+            stems[stem] = torch.from_numpy(np.array(waves))  # a writable copy of the map
+        return stems
+
+    def _limited(self, clips: Sequence) -> list:
+        """The first ``limit`` clips of a seeded shuffle (all when no limit)."""
+        clips = list(clips)
+        if self.config.limit is None or self.config.limit >= len(clips):
+            return clips
+        order = np.random.default_rng(self.config.seed).permutation(len(clips))
+        return [clips[i] for i in sorted(order[: self.config.limit])]
+
+    @property
+    def thresholds(self) -> torch.Tensor | None:
+        t = self.classifier.thresholds
+        return None if t is None else torch.as_tensor(t, dtype=torch.float32).cpu()
+
+    def options_for(self, explainer_name: str) -> dict[str, str]:
+        """The dataset's option defaults for an explainer, overridden by ``--option``."""
+        return {
+            **self.dataset.explainer_options.get(explainer_name, {}),
+            **self.config.options.get(explainer_name, {}),
+        }
+
+    def context(self, explainer_name: str) -> ExplainerContext:
+        return ExplainerContext(
+            dataset_name=self.dataset.name,
+            task=self.dataset.task,
+            class_names=self.dataset.class_names,
+            classifier=self.model,
+            front_end=self.front_end,
+            device=self.device,
+            seed=derived_seed(self.config.seed, self.dataset.name, self.fold, explainer_name),
+            defaults=self.dataset.explainer_defaults,
+            cache_dir=Path(self.config.cache_dir),
+            cache_key=self.cache_key,
+            options=self.options_for(explainer_name),
+            show_progress=self.config.show_progress,
+        )
+
+    def explained_rows(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which (clip, class) rows to explain: the predicted class for multiclass, every
+        class the classifier predicts positive for multilabel."""
+        if self.dataset.task is Task.MULTICLASS:
+            return torch.arange(logits.shape[0]), logits.argmax(dim=1)
+        probs = torch.sigmoid(logits)
+        thresholds = (
+            self.thresholds if self.thresholds is not None else torch.full((probs.shape[1],), 0.5)
+        )
+        rows, classes = torch.nonzero(probs > thresholds, as_tuple=True)
+        return rows, classes
+
+    def fitted_explainer(self, cls: type[Explainer]) -> tuple[Explainer, dict[str, Any], float]:
+        """An explainer fitted on the training split; learned state is cached so that
+        a rerun (or ``l2i-bench explain``) reuses it. Returns (explainer, fit facts,
+        fit seconds of the original fit)."""
+        context = self.context(cls.name)
+        explainer = cls(context)
+        if not cls.needs_training:
+            return explainer, {}, 0.0
+        key = config_hash(
+            {
+                "explainer": cls.name,
+                "version": cls.version,
+                "options": dict(context.options),
+                "seed": context.seed,
+                "cache_key": self.cache_key,
+            }
+        )
+        path = Path(self.config.cache_dir) / "explainers" / f"{cls.name}-{key}.pt"
+        if path.is_file():
+            try:
+                saved = torch.load(path, map_location=self.device, weights_only=False)
+                explainer.load_state_dict(saved["state"])
+                return explainer, {**saved["fit"], "reused_cache": str(path)}, saved["seconds"]
+            except Exception as err:  # a torn or stale cache is recomputed, never trusted
+                tqdm.write(f"warning: ignoring unreadable explainer cache {path}: {err}")
+        seed_everything(context.seed)
+        with stopwatch(self.device) as elapsed:
+            fit_info = explainer.fit(self.train, self.valid) or {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"state": explainer.state_dict(), "fit": fit_info, "seconds": elapsed[0]}, tmp)
+        tmp.replace(path)
+        return explainer, fit_info, elapsed[0]
