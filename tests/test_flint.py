@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from batch_sources import InMemory
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, log_ratio_to_linear_mask
 from l2i_bench.classifier import KumarCNN
@@ -47,24 +48,6 @@ def tone_clips(n: int, seed: int, front_end: FrontEnd, multilabel: bool = False)
         Clip(f"t{seed}-{i}", Path(f"/nonexistent/{i}.wav"), lab) for i, lab in enumerate(labels)
     ]
     return ClipSet(clips, waves, 3, front_end)
-
-
-class InMemory:
-    """A BatchSource over precomputed features, so epochs do not recompute STFTs."""
-
-    def __init__(self, clip_set: ClipSet) -> None:
-        self.clips = clip_set.clips
-        self.everything = clip_set.batch(range(len(clip_set)))
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0):
-        order = np.arange(len(self))
-        if shuffle:
-            np.random.default_rng(seed).shuffle(order)
-        for start in range(0, len(order), batch_size):
-            yield self.everything.select(order[start : start + batch_size].tolist())
 
 
 def make_context(classifier, options: dict, seed: int = 5) -> ExplainerContext:

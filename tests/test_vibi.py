@@ -13,6 +13,7 @@ import librosa
 import numpy as np
 import pytest
 import torch
+from batch_sources import InMemory
 from scipy import stats
 from torch import nn
 
@@ -83,25 +84,6 @@ def region_clips(n: int, seed: int, front_end: FrontEnd) -> ClipSet:
         Clip(f"r{seed}-{i}", Path(f"/nonexistent/{i}.wav"), lab) for i, lab in enumerate(labels)
     ]
     return ClipSet(clips, waves, 2, front_end)
-
-
-class InMemory:
-    """A BatchSource over precomputed features (the tests' clips never change), so
-    training epochs do not recompute STFTs."""
-
-    def __init__(self, clip_set: ClipSet) -> None:
-        self.clips = clip_set.clips
-        self.everything = clip_set.batch(range(len(clip_set)))
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0):
-        order = np.arange(len(self))
-        if shuffle:
-            np.random.default_rng(seed).shuffle(order)
-        for start in range(0, len(order), batch_size):
-            yield self.everything.select(order[start : start + batch_size].tolist())
 
 
 def make_context(classifier, options: dict, task: Task = Task.MULTICLASS) -> ExplainerContext:
