@@ -1,6 +1,7 @@
 """The one audio front end every classifier, explainer and metric shares.
 
-Parameters follow the L2I code (method notes §1.3): 44.1 kHz, STFT n_fft 1024, hop 512,
+Parameters follow the L2I code (method notes §1.3): every clip peak-normalised, 44.1 kHz,
+STFT n_fft 1024, hop 512,
 Hann window, centred; 128 Slaney mel bands applied to the *magnitude* (the L2I quirk,
 kept so that published numbers stay comparable) and converted to dB with ref 1,
 amin 1e-10, top_db 80; ``log(1 + |X|)`` for NMF; the input phase kept for resynthesis.
@@ -26,6 +27,9 @@ N_MELS = 128
 N_FREQS = N_FFT // 2 + 1
 TOP_DB = 80.0
 AMIN = 1e-10
+FRONT_END_VERSION = "2"
+"""Bump when what the classifier hears changes (2: clips peak-normalised); it enters the
+classifier's cache key, so no model trained on other inputs is ever reused."""
 
 
 def num_frames(num_samples: int) -> int:
@@ -73,6 +77,24 @@ def read_audio(path: Path, num_samples: int | None = None) -> np.ndarray:
     if num_samples is not None:
         wave = fit_length(wave, num_samples)
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def peak_gains(waves: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Per-clip gains ``1 / max|x|`` (1 for an all-zero row) of ``(N, L)`` waveforms.
+
+    The L2I code divides every clip by its maximum before any feature (method notes
+    §1.3). Two reasons make it matter here: the classifier's log-mel input then does not
+    depend on recording level, and ``log(1 + |X|)`` is *not* scale-invariant, so L2I's
+    loss weights (alpha = 10, beta = 0.8, tuned on normalised clips) and its log-domain
+    masks only mean what the paper says at that level. We use the absolute maximum (the
+    authors' signed ``x.max()`` leaves a clip whose negative peak dominates above 1).
+    Rows are read ``chunk`` at a time, so a memory-mapped split never has to fit in RAM.
+    """
+    gains = np.ones(waves.shape[0], dtype=np.float32)
+    for start in range(0, waves.shape[0], chunk):
+        peak = np.abs(np.asarray(waves[start : start + chunk])).max(axis=1)
+        gains[start : start + chunk] = np.where(peak > 0, 1.0 / np.maximum(peak, 1e-30), 1.0)
+    return gains
 
 
 def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:

@@ -42,7 +42,7 @@ from sklearn.metrics import average_precision_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from l2i_bench.audio import N_MELS
+from l2i_bench.audio import FRONT_END_VERSION, N_MELS
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
 from l2i_bench.types import Task
@@ -319,6 +319,7 @@ def config_hash(config: ClassifierConfig, task: Task, num_classes: int) -> str:
     content, so replacing the file at the same path never reuses a stale model."""
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
+        "front_end": FRONT_END_VERSION,
         "config": config.to_dict(),
         "task": str(task),
         "num_classes": int(num_classes),

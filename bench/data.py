@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from l2i_bench.audio import SAMPLE_RATE, FrontEnd, read_audio
+from l2i_bench.audio import SAMPLE_RATE, FrontEnd, peak_gains, read_audio
 from l2i_bench.types import AudioBatch, Clip
 
 
@@ -81,6 +81,12 @@ def _decode_into(
 class ClipSet:
     """A split held in memory as waveforms; features are computed per batch.
 
+    ``waveforms`` are the decoded files as they are (possibly a read-only memory map);
+    every batch is peak-normalised on the way out with ``gains`` (see
+    :func:`l2i_bench.audio.peak_gains`), so classifier, explainers and metrics all see
+    the clip at the level the L2I code feeds its networks. Ground-truth stems are scaled
+    by their mixture's gain, never their own, so the mixture stays their sum.
+
     Implements :class:`l2i_bench.types.BatchSource`.
     """
 
@@ -90,11 +96,15 @@ class ClipSet:
         waveforms: np.ndarray,
         num_classes: int,
         front_end: FrontEnd,
+        gains: np.ndarray | None = None,
     ) -> None:
         if len(clips) != waveforms.shape[0]:
             raise ValueError("one waveform per clip expected")
         self.clips = list(clips)
         self.waveforms = waveforms
+        self.gains = peak_gains(waveforms) if gains is None else np.asarray(gains, np.float32)
+        if self.gains.shape != (len(self.clips),):
+            raise ValueError("one gain per clip expected")
         self.targets = multi_hot(self.clips, num_classes)
         self.front_end = front_end
 
@@ -120,6 +130,10 @@ class ClipSet:
         )
         return cls(clips, waves, num_classes, front_end)
 
+    def waveform(self, index: int) -> np.ndarray:
+        """Clip ``index`` as the networks hear it (peak-normalised), float32."""
+        return np.asarray(self.waveforms[index], dtype=np.float32) * self.gains[index]
+
     def __len__(self) -> int:
         return len(self.clips)
 
@@ -130,7 +144,8 @@ class ClipSet:
     def batch(self, indices: Sequence[int] | np.ndarray) -> AudioBatch:
         """Rows ``indices`` with STFT and log-mel computed on the front end's device."""
         idx = np.asarray(indices, dtype=np.int64)
-        wave = torch.from_numpy(self.waveforms[idx]).to(self.front_end.device)
+        gains = torch.from_numpy(self.gains[idx]).unsqueeze(1)
+        wave = (torch.from_numpy(np.asarray(self.waveforms[idx])) * gains).to(self.front_end.device)
         spec = self.front_end.stft(wave)
         return AudioBatch(
             clip_ids=[self.clips[i].clip_id for i in idx.tolist()],
@@ -154,6 +169,7 @@ class ClipSet:
         sub = ClipSet.__new__(ClipSet)
         sub.clips = [self.clips[i] for i in idx]
         sub.waveforms = self.waveforms[idx]
+        sub.gains = self.gains[idx]
         sub.targets = self.targets[idx]
         sub.front_end = self.front_end
         return sub

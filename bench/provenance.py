@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from l2i_bench import audio
 from l2i_bench.timing import device_name
 
 TRACKED_PACKAGES = (
@@ -57,8 +58,23 @@ def git_state(where: Path | None = None) -> dict[str, Any]:
     return {"sha": sha, "dirty": bool(status)}
 
 
+def front_end() -> dict[str, Any]:
+    """The features every network sees; a result is only comparable at equal values."""
+    return {
+        "version": audio.FRONT_END_VERSION,
+        "input": "peak-normalised clip (x / max|x|)",
+        "sample_rate": audio.SAMPLE_RATE,
+        "n_fft": audio.N_FFT,
+        "hop_length": audio.HOP_LENGTH,
+        "n_mels": audio.N_MELS,
+        "logmel": "Slaney mel of |X|, 10 log10, top_db 80",
+        "nmf_input": "log(1 + |X|)",
+    }
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     return {
+        "front_end": front_end(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),

@@ -174,7 +174,7 @@ def write_listening_examples(
         label = ws.dataset.class_names[int(explained.classes[i])].replace("/", "-")
         write_audio(root / f"{clip.clip_id}--{label}.wav", explained.waveform[i])
         write_audio(
-            root / f"{clip.clip_id}--original.wav", ws.test.waveforms[int(explained.rows[i])]
+            root / f"{clip.clip_id}--original.wav", ws.test.waveform(int(explained.rows[i]))
         )
 
 

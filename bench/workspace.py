@@ -167,7 +167,8 @@ class FoldWorkspace:
                 cache_dir=config.cache_dir,
                 show_progress=False,
             ).waveforms
-            stems[stem] = torch.from_numpy(np.array(waves))  # a writable copy of the map
+            # The mixture's gain, so that the normalised mixture is still the stems' sum.
+            stems[stem] = torch.from_numpy(np.asarray(waves) * clips.gains[:, None])
         return stems
 
     def _limited(self, clips: Sequence) -> list:

@@ -310,13 +310,15 @@ def test_fidelity_auprc_uses_the_classifier_decisions(models):
 
 
 def make_condition(model, interference_gain: float = 1.0) -> ConditionSet:
+    """Labels are the classifier's own top-1 on the mixture, so every row is scored."""
     target = clips(11)
     interference = (
         interference_gain
         * 0.3
         * torch.randn(N, LENGTH, generator=torch.Generator().manual_seed(12))
     )
-    labels = torch.arange(N) % C
+    with torch.no_grad():
+        labels = model(FE.logmel(target + interference)).argmax(dim=1)
     batch = audio_batch(target + interference, torch.nn.functional.one_hot(labels, C).float())
     explanations = ExplanationSet(
         rows=torch.arange(N),
@@ -341,6 +343,7 @@ def test_ground_truth_full_mask_keeps_all_target_energy(models):
     power = cond.batch.spec.abs() ** 2
     share = ((rho * power).sum(dim=(1, 2)) / power.sum(dim=(1, 2))).mean().item()
     assert got["gt_precision_overlap"] == pytest.approx(share, rel=1e-4)
+    assert got["gt_scored_overlap"] == N
     assert math.isnan(got["gt_precision_noise"])  # no noise condition in this evaluation
     # the oracle's binary mask is more precise, and a wrong class is not scored
     cond.explanations.mask = (rho > 0.5).float()
@@ -348,6 +351,25 @@ def test_ground_truth_full_mask_keeps_all_target_energy(models):
     assert better["gt_precision_overlap"] > got["gt_precision_overlap"] + 0.05
     cond.explanations.classes = (cond.explanations.classes + 1) % C
     assert math.isnan(metric("GroundTruthLocalisation").compute(ev)["gt_recall_overlap"])
+
+
+def test_ground_truth_scores_only_rows_the_classifier_decides(models):
+    """A.5.1's protocol: a row whose target class the classifier did not pick is left out."""
+    model = models[Task.MULTICLASS]
+    cond = make_condition(model)
+    missed = torch.arange(N) % 2 == 0
+    relabelled = cond.batch.targets.argmax(dim=1).clone()
+    relabelled[missed] = (relabelled[missed] + 1) % C  # the classifier says otherwise there
+    cond.batch.targets = torch.nn.functional.one_hot(relabelled, C).float()
+    cond.explanations.classes = relabelled
+    ev = make_eval(model, mask_value=0.5, conditions={"overlap": cond})
+    got = metric("GroundTruthLocalisation").compute(ev)
+    assert got["gt_scored_overlap"] == int((~missed).sum())
+    st, si = FE.stft(cond.stems["target"]), FE.stft(cond.stems["interference"])
+    rho = st.abs() ** 2 / (st.abs() ** 2 + si.abs() ** 2)
+    power = cond.batch.spec.abs() ** 2
+    share = (rho * power).sum(dim=(1, 2)) / power.sum(dim=(1, 2))
+    assert got["gt_precision_overlap"] == pytest.approx(share[~missed].mean().item(), rel=1e-4)
 
 
 # ---------------------------------------------------- complexity and timing

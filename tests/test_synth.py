@@ -60,7 +60,7 @@ def test_folds_and_split_protocol(dataset: Synth) -> None:
     assert set(split.conditions) == {"overlap", "noise"}
     test_ids = {c.clip_id for c in split.test}
     for name, clips in split.conditions.items():
-        assert len(clips) == 30
+        assert len(clips) == 10 * synth.CONDITION_CLIPS_PER_CLASS_PER_FOLD
         assert all(c.condition == name and c.clip_id.rsplit("-", 1)[0] in test_ids for c in clips)
     assert "fold 5" in split.protocol and "fold 1" in split.protocol
     with pytest.raises(BenchError, match="no fold"):
