@@ -51,8 +51,8 @@ def band_set(n_per_class: int, seed: int, front_end: FrontEnd) -> ClipSet:
 def setup(tmp_path_factory):
     torch.manual_seed(0)
     front_end = FrontEnd("cpu")
-    train, valid, test = (band_set(n, s, front_end) for n, s in ((6, 0), (2, 1), (4, 2)))
-    classifier = KumarCNN(len(BANDS), Task.MULTICLASS, width=0.125).eval()
+    train, valid, test = (band_set(n, s, front_end) for n, s in ((10, 0), (2, 1), (4, 2)))
+    classifier = KumarCNN(len(BANDS), Task.MULTICLASS, width=0.5).eval()
     # Train only the prediction layer, on features computed once (L2I's ESC-50 recipe
     # fine-tunes only the head too): a real classifier in well under a second.
     # BatchNorm statistics from the data first: PyTorch's default init shrinks the signal
@@ -86,7 +86,7 @@ def setup(tmp_path_factory):
         front_end=front_end,
         device=torch.device("cpu"),
         seed=0,
-        defaults=ExplainerDefaults(nmf_components=8, interpreter_epochs=10, interpreter_lr=3e-3),
+        defaults=ExplainerDefaults(nmf_components=8, interpreter_epochs=20, interpreter_lr=1e-3),
         cache_dir=tmp_path_factory.mktemp("cache"),
         cache_key="bands-test",
         options={"nmf_iter": 30, "batch_size": 6},
@@ -105,7 +105,7 @@ def test_surrogate_agrees_with_classifier_on_held_out_clips(setup) -> None:
     assert len(set(predicted.tolist())) >= 2, "classifier degenerate: test is meaningless"
     agreement = (explainer.predict(batch).argmax(1) == predicted).float().mean().item()
     assert agreement >= 0.75  # chance is 1/3
-    assert 1 <= facts["best_epoch"] <= 10 and facts["n_components"] == 8
+    assert 1 <= facts["best_epoch"] <= 20 and facts["n_components"] == 8
 
 
 def test_relevance_and_mask_properties(setup) -> None:
