@@ -34,8 +34,12 @@ def load_waveforms(
     cache_dir: Path | None = None,
     desc: str = "decoding audio",
     show_progress: bool = True,
-) -> np.ndarray:
-    """Waveforms ``(N, num_samples)`` float32, read through an on-disk cache."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Waveforms ``(N, num_samples)`` float32 as decoded, and their peak-normalising
+    gains ``(N,)`` (:func:`l2i_bench.audio.peak_gains`), read through an on-disk cache.
+
+    The gains are cached beside the audio: finding a peak reads every sample, which for
+    a memory-mapped split of many GB should happen once, not at every load."""
     key = hashlib.sha256()
     key.update(str(num_samples).encode())
     for path in paths:
@@ -47,7 +51,7 @@ def load_waveforms(
     if cache_dir is None:
         waves = np.zeros((len(paths), num_samples), dtype=np.float32)
         _decode_into(waves, paths, num_samples, desc, show_progress)
-        return waves
+        return waves, peak_gains(waves)
     cache_file = Path(cache_dir) / "audio" / f"{key.hexdigest()[:20]}.npy"
     if not cache_file.is_file():
         # Decode straight into a memory-mapped file: a large split (SONYC-UST's training
@@ -66,7 +70,13 @@ def load_waveforms(
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    return np.load(cache_file, mmap_mode="r")
+    waves = np.load(cache_file, mmap_mode="r")
+    gains_file = cache_file.with_suffix(".gains.npy")
+    if not gains_file.is_file():
+        tmp = gains_file.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, peak_gains(waves))
+        os.replace(tmp, gains_file)
+    return waves, np.load(gains_file)
 
 
 def _decode_into(
@@ -121,14 +131,14 @@ class ClipSet:
         show_progress: bool = True,
     ) -> ClipSet:
         num_samples = round(clip_seconds * SAMPLE_RATE)
-        waves = load_waveforms(
+        waves, gains = load_waveforms(
             [c.path for c in clips],
             num_samples,
             cache_dir=cache_dir,
             desc=desc,
             show_progress=show_progress,
         )
-        return cls(clips, waves, num_classes, front_end)
+        return cls(clips, waves, num_classes, front_end, gains)
 
     def waveform(self, index: int) -> np.ndarray:
         """Clip ``index`` as the networks hear it (peak-normalised), float32."""

@@ -38,6 +38,7 @@ def test_the_same_clip_at_two_levels_gives_the_same_features(tmp_path):
     # The raw files stay as decoded; only what leaves the set is normalised.
     assert np.abs(clip_set.waveforms[0]).max() < 0.06
     np.testing.assert_allclose(clip_set.waveform(1), batch.waveform[1].numpy(), atol=1e-6)
+    assert len(list((tmp_path / "cache" / "audio").glob("*.gains.npy"))) == 1  # peaks cached
     sub = clip_set.subset([1])
     assert torch.equal(sub.batch([0]).waveform, batch.waveform[1:])
 
