@@ -277,6 +277,7 @@ def _explain_cell(ws: FoldWorkspace, explainer_cls: type[Explainer]):
             batch=clips.batch(np.arange(len(clips))).to("cpu"),
             stems=ws.condition_stems[name],
             explanations=cond_set,
+            classifier_logits=ws.condition_logits[name],
         )
     # A reused fit never read its fit-time options, so only a fresh fit can tell.
     unused = explainer.context.unused_options()

@@ -388,6 +388,7 @@ class ConditionSet:
     batch: AudioBatch
     stems: dict[str, torch.Tensor]  # stem name -> (N, L) waveforms aligned with batch
     explanations: ExplanationSet
+    classifier_logits: torch.Tensor  # (N, C) on ``batch``: what the classifier decides
 
 
 @dataclass

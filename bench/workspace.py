@@ -144,6 +144,12 @@ class FoldWorkspace:
         )
         self.model = self.classifier.model
         self.test_logits = evaluate_logits(self.model, self.test, config.batch_size, device)
+        # What the classifier decides on each condition set, shared by every cell of the
+        # fold (ground-truth metrics score only the rows it decides for the target).
+        self.condition_logits = {
+            name: evaluate_logits(self.model, clips, config.batch_size, device)
+            for name, clips in self.conditions.items()
+        }
         self.quality = classifier_quality(
             self.test_logits, torch.from_numpy(self.test.targets), dataset.task
         )

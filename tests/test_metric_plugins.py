@@ -318,7 +318,8 @@ def make_condition(model, interference_gain: float = 1.0) -> ConditionSet:
         * torch.randn(N, LENGTH, generator=torch.Generator().manual_seed(12))
     )
     with torch.no_grad():
-        labels = model(FE.logmel(target + interference)).argmax(dim=1)
+        logits = model(FE.logmel(target + interference))
+    labels = logits.argmax(dim=1)
     batch = audio_batch(target + interference, torch.nn.functional.one_hot(labels, C).float())
     explanations = ExplanationSet(
         rows=torch.arange(N),
@@ -328,7 +329,7 @@ def make_condition(model, interference_gain: float = 1.0) -> ConditionSet:
         waveform=target + interference,
     )
     return ConditionSet(
-        "overlap", batch, {"target": target, "interference": interference}, explanations
+        "overlap", batch, {"target": target, "interference": interference}, explanations, logits
     )
 
 

@@ -35,7 +35,7 @@ def decided(evaluation: Evaluation, condition: ConditionSet) -> torch.Tensor:
     """Boolean per explained row: the classifier decides the row's class on the clip."""
     ex = condition.explanations
     rows, classes = ex.rows.long().cpu(), ex.classes.long().cpu()
-    logits = evaluation.classifier_logits_of(condition.batch.logmel)
+    logits = condition.classifier_logits.cpu()
     if evaluation.task is Task.MULTICLASS:
         return logits.argmax(dim=1)[rows] == classes
     thresholds = evaluation.decision_thresholds
