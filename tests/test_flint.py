@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from batch_sources import InMemory
+from explainer_contexts import explainer_context
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, log_ratio_to_linear_mask
 from l2i_bench.classifier import KumarCNN
@@ -51,20 +52,8 @@ def tone_clips(n: int, seed: int, front_end: FrontEnd, multilabel: bool = False)
 
 
 def make_context(classifier, options: dict, seed: int = 5) -> ExplainerContext:
-    return ExplainerContext(
-        dataset_name="test",
-        task=classifier.task,
-        class_names=["low", "mid", "high"],
-        classifier=classifier,
-        front_end=FrontEnd("cpu"),
-        device=torch.device("cpu"),
-        seed=seed,
-        defaults=ExplainerDefaults(nmf_components=8, interpreter_epochs=2, interpreter_lr=3e-3),
-        cache_dir=Path("/nonexistent"),
-        cache_key="test",
-        options=options,
-        show_progress=False,
-    )
+    defaults = ExplainerDefaults(nmf_components=8, interpreter_epochs=2, interpreter_lr=3e-3)
+    return explainer_context(classifier, options, seed=seed, defaults=defaults)
 
 
 def trained_classifier(train: InMemory, task: Task) -> KumarCNN:

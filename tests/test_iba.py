@@ -5,10 +5,9 @@ more of the mask."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from explainer_contexts import explainer_context
 from torch import nn
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd
@@ -22,7 +21,7 @@ from l2i_bench.plugins.explainers.iba import (
     saliency_to_mask,
     smooth,
 )
-from l2i_bench.types import AudioBatch, ExplainerContext, ExplainerDefaults, Task
+from l2i_bench.types import AudioBatch, ExplainerContext, Task
 
 SECONDS = 3.0  # 259 frames, B4 grid 32 x 16
 USED = (88, 128)  # frames of the burst the classifier listens to (B4 rows 11..15)
@@ -94,20 +93,7 @@ def noise(rows: int, seconds: float, seed: int) -> torch.Tensor:
 
 
 def make_context(classifier, front_end, **options) -> ExplainerContext:
-    return ExplainerContext(
-        dataset_name="test",
-        task=classifier.task,
-        class_names=["0", "1"][: classifier.num_classes],
-        classifier=classifier,
-        front_end=front_end,
-        device=torch.device("cpu"),
-        seed=0,
-        defaults=ExplainerDefaults(),
-        cache_dir=Path("unused"),
-        cache_key="test",
-        options=options,
-        show_progress=False,
-    )
+    return explainer_context(classifier, options, front_end=front_end)
 
 
 # ------------------------------------------------------------------ pieces

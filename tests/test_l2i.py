@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from explainer_contexts import explainer_context
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd
 from l2i_bench.classifier import KumarCNN
@@ -19,7 +20,7 @@ from l2i_bench.plugins.explainers.l2i import (
     relevance_of,
     select_components,
 )
-from l2i_bench.types import Clip, ExplainerContext, ExplainerDefaults, Task
+from l2i_bench.types import Clip, ExplainerDefaults, Task
 
 CLIP_SECONDS = 0.75  # 65 frames: the classifier's minimum
 BANDS = ((200.0, 1500.0), (3000.0, 7000.0), (10000.0, 16000.0))  # class c: noise in BANDS[c]
@@ -78,19 +79,13 @@ def setup(tmp_path_factory):
         loss.backward()
         optimiser.step()
     classifier.eval()
-    context = ExplainerContext(
-        dataset_name="bands",
-        task=Task.MULTICLASS,
-        class_names=["low", "mid", "high"],
-        classifier=classifier,
-        front_end=front_end,
-        device=torch.device("cpu"),
-        seed=0,
+    context = explainer_context(
+        classifier,
+        {"nmf_iter": 30, "batch_size": 6},
         defaults=ExplainerDefaults(nmf_components=8, interpreter_epochs=20, interpreter_lr=1e-3),
+        front_end=front_end,
         cache_dir=tmp_path_factory.mktemp("cache"),
         cache_key="bands-test",
-        options={"nmf_iter": 30, "batch_size": 6},
-        show_progress=False,
     )
     explainer = L2IExplainer(context)
     facts = explainer.fit(train, valid)

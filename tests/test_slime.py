@@ -5,11 +5,11 @@ one holding that region."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from explainer_contexts import explainer_context
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 from sklearn.metrics.pairwise import cosine_distances
@@ -26,7 +26,7 @@ from l2i_bench.plugins.explainers.slime import (
     segment_bounds,
     segment_windows,
 )
-from l2i_bench.types import AudioBatch, ExplainerContext, ExplainerDefaults, Task
+from l2i_bench.types import AudioBatch, ExplainerContext, Task
 
 SECONDS = 3.0  # six 500 ms segments; frames 0..258, segment s = frames [43 s, 43 s + 43)
 REGION = (88, 128)  # STFT frames the test classifier listens to: inside segment 2
@@ -79,20 +79,7 @@ def make_batch(front_end: FrontEnd, rows: int = 1, seconds: float = SECONDS) -> 
 
 
 def make_context(classifier, front_end, **options) -> ExplainerContext:
-    return ExplainerContext(
-        dataset_name="test",
-        task=classifier.task,
-        class_names=[str(i) for i in range(classifier.num_classes)],
-        classifier=classifier,
-        front_end=front_end,
-        device=torch.device("cpu"),
-        seed=0,
-        defaults=ExplainerDefaults(),
-        cache_dir=Path("unused"),
-        cache_key="test",
-        options=options,
-        show_progress=False,
-    )
+    return explainer_context(classifier, options, front_end=front_end)
 
 
 # ------------------------------------------------------------------ segmentation

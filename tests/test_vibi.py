@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from batch_sources import InMemory
+from explainer_contexts import explainer_context
 from scipy import stats
 from torch import nn
 
@@ -87,20 +88,8 @@ def region_clips(n: int, seed: int, front_end: FrontEnd) -> ClipSet:
 
 
 def make_context(classifier, options: dict, task: Task = Task.MULTICLASS) -> ExplainerContext:
-    return ExplainerContext(
-        dataset_name="test",
-        task=task,
-        class_names=[f"c{i}" for i in range(classifier.num_classes)],
-        classifier=classifier,
-        front_end=FrontEnd("cpu"),
-        device=torch.device("cpu"),
-        seed=3,
-        defaults=ExplainerDefaults(interpreter_epochs=2),
-        cache_dir=Path("/nonexistent"),
-        cache_key="test",
-        options=options,
-        show_progress=False,
-    )
+    defaults = ExplainerDefaults(interpreter_epochs=2)
+    return explainer_context(classifier, options, seed=3, task=task, defaults=defaults)
 
 
 # ----------------------------------------------------------------------- sampler
