@@ -117,6 +117,22 @@ def test_relevance_and_mask_properties(setup) -> None:
     assert torch.all((n >= 1) & (n <= 5))  # the max-relevance component always passes
 
 
+def test_activations_are_what_the_explanation_is_built_from(setup) -> None:
+    """Diagnostics read ``activations``; they must see the H and z that ``explain`` uses."""
+    explainer, _, classifier, test, _ = setup
+    batch = next(test.batches(4))
+    classes = classifier(batch.logmel).argmax(1)
+    H, z = explainer.activations(batch)
+    assert H.shape == (4, 8, batch.spec.shape[-1]) and z.shape == (4, 8)
+    assert H.min() >= 0
+    expl = explainer.explain(batch, classes)
+    relevance = relevance_of(z, explainer.theta.fc.weight, classes)
+    torch.testing.assert_close(expl.relevance, relevance)
+    chosen = select_components(relevance, explainer.threshold, explainer.top_k)
+    mask = component_mask(explainer.W, H, batch.log_magnitude, chosen)
+    torch.testing.assert_close(expl.mask, mask)
+
+
 def test_selection_is_top_k_above_threshold() -> None:
     relevance = torch.tensor([[1.0, 0.9, 0.1, 0.5, 0.3, 0.25, 0.8]])
     chosen = select_components(relevance, threshold=0.2, top_k=5)

@@ -442,6 +442,16 @@ class L2IExplainer(Explainer):
         return surrogate
 
     @torch.no_grad()
+    def activations(self, batch: AudioBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The interpreter's activations ``H`` (B, K, T) and their pooled ``z`` (B, K):
+        what relevance and masks are built from, for diagnostics that look per atom."""
+        phi, theta, _ = self._require()
+        phi.eval()
+        theta.eval()
+        _, H, _, z = self._forward(batch.logmel.to(self.device))
+        return H, z
+
+    @torch.no_grad()
     def explain(self, batch: AudioBatch, classes: torch.Tensor) -> Explanation:
         phi, theta, W = self._require()
         phi.eval()
