@@ -192,6 +192,22 @@ def classifier_probabilities(logits: ArrayLike, task: Task) -> torch.Tensor:
     return torch.softmax(x, dim=1) if task == Task.MULTICLASS else torch.sigmoid(x)
 
 
+def classifier_decisions(
+    logits: torch.Tensor, task: Task, thresholds: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Boolean (N, C): the classes the classifier decides for each clip. Multiclass: its
+    top-1. Multilabel: probability > the per-class decision threshold (the L2I code's
+    ``sigma(f(x)) > class_thresh``), 0.5 where the run chose none. One definition for
+    what gets explained and for what the metrics score against."""
+    logits = logits.detach().float().cpu()
+    if task is Task.MULTICLASS:
+        top = logits.argmax(dim=1, keepdim=True)
+        return torch.zeros_like(logits, dtype=torch.bool).scatter_(1, top, True)
+    if thresholds is None:
+        thresholds = torch.full((logits.shape[1],), 0.5)
+    return torch.sigmoid(logits) > thresholds.float().cpu()[None, :]
+
+
 def classifier_quality(logits: ArrayLike, targets: ArrayLike, task: Task) -> dict[str, float]:
     """The classifier against ground truth, so each report says what was explained.
 

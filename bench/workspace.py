@@ -31,9 +31,9 @@ from l2i_bench.classifier import (
 )
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
-from l2i_bench.scores import classifier_quality
+from l2i_bench.scores import classifier_decisions, classifier_quality
 from l2i_bench.timing import stopwatch
-from l2i_bench.types import Dataset, Explainer, ExplainerContext, Task
+from l2i_bench.types import Dataset, Explainer, ExplainerContext
 
 
 @dataclass
@@ -216,13 +216,8 @@ class FoldWorkspace:
     def explained_rows(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Which (clip, class) rows to explain: the predicted class for multiclass, every
         class the classifier predicts positive for multilabel."""
-        if self.dataset.task is Task.MULTICLASS:
-            return torch.arange(logits.shape[0]), logits.argmax(dim=1)
-        probs = torch.sigmoid(logits)
-        thresholds = (
-            self.thresholds if self.thresholds is not None else torch.full((probs.shape[1],), 0.5)
-        )
-        rows, classes = torch.nonzero(probs > thresholds, as_tuple=True)
+        decided = classifier_decisions(logits, self.dataset.task, self.thresholds)
+        rows, classes = torch.nonzero(decided, as_tuple=True)
         return rows, classes
 
     def fitted_explainer(self, cls: type[Explainer]) -> tuple[Explainer, dict[str, Any], float]:

@@ -4,7 +4,7 @@ The ground-truth columns say *how much* of an interpretation is target; this scr
 *where the loss comes from*, per condition set of one fold, over the clips the
 classifier gets right (the rows the ground-truth metric scores):
 
-* ``precision/recall log|lin``: the interpretation's energy precision and recall with the
+* ``precision/recall log|linear``: the interpretation's energy precision and recall with the
   paper's log-domain mask and with the same ratio applied to ``|X|``;
 * ``best atom``: median over clips of the highest target energy share among the active
   atoms, i.e. what a perfect choice of one atom could reach with this dictionary and
@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from l2i_bench import scores
-from l2i_bench.audio import log_ratio_to_linear_mask
 from l2i_bench.errors import BenchError
 from l2i_bench.plugins.explainers.l2i import (
     MASK_EPS,
     L2IExplainer,
+    component_mask,
     relevance_of,
     select_components,
 )
@@ -62,7 +62,8 @@ def diagnose(ws: FoldWorkspace, explainer: L2IExplainer, condition: str) -> dict
     stems = ws.condition_stems[condition]
     batch = clips.batch(list(range(len(clips))))
     classes = torch.tensor([clip.labels[0] for clip in clips.clips], device=ws.device)
-    decided = ws.condition_logits[condition].argmax(1).to(ws.device) == classes
+    decisions = scores.classifier_decisions(ws.condition_logits[condition], ws.dataset.task)
+    decided = decisions[torch.arange(len(clips)), classes.cpu()].to(ws.device)
     rho = scores.oracle_ratio_mask(
         ws.front_end.stft(stems["target"].float()),
         ws.front_end.stft(stems["interference"].float()),
@@ -75,14 +76,9 @@ def diagnose(ws: FoldWorkspace, explainer: L2IExplainer, condition: str) -> dict
     chosen = select_components(
         relevance_of(z, theta.fc.weight, classes), explainer.threshold, explainer.top_k
     )
-    full = torch.einsum("fk,bkt->bft", W, H)
-    ratio = torch.einsum("fk,bkt->bft", W, H * chosen.unsqueeze(-1).to(H.dtype)) / (full + MASK_EPS)
     out: dict[str, float] = {"rows": float(decided.sum())}
-    masks = {
-        "log": log_ratio_to_linear_mask(batch.log_magnitude, ratio),
-        "lin": ratio.clamp(0.0, 1.0),
-    }
-    for domain, mask in masks.items():
+    for domain in ("log", "linear"):
+        mask = component_mask(W, H, batch.log_magnitude, chosen, domain)
         precision, recall = scores.energy_precision_recall(mask, batch.spec, rho)
         out[f"precision {domain}"] = float(torch.nanmean(precision[decided]))
         out[f"recall {domain}"] = float(recall[decided].mean())

@@ -246,3 +246,14 @@ def test_energy_precision_recall_properties():
     assert torch.allclose(r_half, torch.full_like(r_half, 0.25)) and torch.allclose(p_half, p)
     p3, _ = scores.energy_precision_recall(torch.zeros(2, 20, 15), mix, rho)
     assert torch.isnan(p3).all()
+
+
+def test_classifier_decisions_top1_or_above_threshold() -> None:
+    logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 2.5]])
+    multiclass = scores.classifier_decisions(logits, Task.MULTICLASS)
+    assert multiclass.tolist() == [[False, True, False], [True, False, False]]
+    # sigmoid: [0.52, 0.88, 0.27] and [0.95, 0.5, 0.92]; 0.5 itself is not above 0.5
+    default = scores.classifier_decisions(logits, Task.MULTILABEL)
+    assert default.tolist() == [[True, True, False], [True, False, True]]
+    own = scores.classifier_decisions(logits, Task.MULTILABEL, torch.tensor([0.6, 0.9, 0.2]))
+    assert own.tolist() == [[False, False, True], [True, False, True]]

@@ -46,16 +46,6 @@ class FidelityTopK(_SurrogateMetric):
         return {f"fidelity_top{k}": scores.top_k_agreement(ref, cand, k) for k in (1, 3, 5)}
 
 
-def classifier_decisions(evaluation: Evaluation) -> torch.Tensor:
-    """The classifier's multilabel decisions: probability > per-class threshold (as the
-    L2I code's ``sigma(f(x)) > class_thresh``), 0.5 where the run chose none."""
-    probs = torch.sigmoid(evaluation.classifier_logits.float())
-    thresholds = evaluation.decision_thresholds
-    if thresholds is None:
-        thresholds = torch.full((probs.shape[1],), 0.5)
-    return (probs > thresholds.float().cpu()[None, :]).float()
-
-
 class FidelityAUPRC(_SurrogateMetric):
     """Surrogate scores ranked against the classifier's decisions, in both published
     AUPRC definitions (they differ; see :mod:`l2i_bench.scores`)."""
@@ -96,7 +86,9 @@ class FidelityAUPRC(_SurrogateMetric):
     )
 
     def compute(self, evaluation: Evaluation) -> dict[str, float]:
-        targets = classifier_decisions(evaluation)
+        targets = scores.classifier_decisions(
+            evaluation.classifier_logits, evaluation.task, evaluation.decision_thresholds
+        ).float()
         surrogate = torch.sigmoid(evaluation.surrogate_logits.float())
         return {
             f"fidelity_auprc_{avg}_{kind}": fn(surrogate, targets, avg)

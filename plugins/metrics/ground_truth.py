@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from l2i_bench import scores
-from l2i_bench.types import Column, ConditionSet, Direction, Evaluation, Metric, Task
+from l2i_bench.types import Column, ConditionSet, Direction, Evaluation, Metric
 
 CONDITIONS: tuple[str, ...] = ("overlap", "noise")
 """Condition sets the columns are declared for (synth's); others are ignored."""
@@ -34,14 +34,10 @@ CHUNK = 32
 def decided(evaluation: Evaluation, condition: ConditionSet) -> torch.Tensor:
     """Boolean per explained row: the classifier decides the row's class on the clip."""
     ex = condition.explanations
-    rows, classes = ex.rows.long().cpu(), ex.classes.long().cpu()
-    logits = condition.classifier_logits.cpu()
-    if evaluation.task is Task.MULTICLASS:
-        return logits.argmax(dim=1)[rows] == classes
-    thresholds = evaluation.decision_thresholds
-    if thresholds is None:
-        thresholds = torch.full((logits.shape[1],), 0.5)
-    return (torch.sigmoid(logits) > thresholds.cpu())[rows, classes]
+    decisions = scores.classifier_decisions(
+        condition.classifier_logits, evaluation.task, evaluation.decision_thresholds
+    )
+    return decisions[ex.rows.long().cpu(), ex.classes.long().cpu()]
 
 
 def localisation(
