@@ -88,6 +88,18 @@ def _decode_into(
         waves[row] = read_audio(path, num_samples)
 
 
+def batch_rows(
+    n: int, batch_size: int, *, shuffle: bool = False, seed: int = 0
+) -> Iterator[np.ndarray]:
+    """Row indices of successive batches over ``n`` rows; a ``shuffle`` is seeded, so
+    every :class:`l2i_bench.types.BatchSource` visits rows in the same repeatable order."""
+    order = np.arange(n)
+    if shuffle:
+        np.random.default_rng(seed).shuffle(order)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
 class ClipSet:
     """A split held in memory as waveforms; features are computed per batch.
 
@@ -168,11 +180,8 @@ class ClipSet:
     def batches(
         self, batch_size: int, *, shuffle: bool = False, seed: int = 0
     ) -> Iterator[AudioBatch]:
-        order = np.arange(len(self))
-        if shuffle:
-            np.random.default_rng(seed).shuffle(order)
-        for start in range(0, len(order), batch_size):
-            yield self.batch(order[start : start + batch_size])
+        for rows in batch_rows(len(self), batch_size, shuffle=shuffle, seed=seed):
+            yield self.batch(rows)
 
     def subset(self, indices: Sequence[int]) -> ClipSet:
         idx = list(indices)

@@ -3,9 +3,7 @@ training epochs in explainer tests do not recompute STFTs."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from l2i_bench.data import ClipSet
+from l2i_bench.data import ClipSet, batch_rows
 
 
 class InMemory:
@@ -17,8 +15,5 @@ class InMemory:
         return len(self.clips)
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0):
-        order = np.arange(len(self))
-        if shuffle:
-            np.random.default_rng(seed).shuffle(order)
-        for start in range(0, len(order), batch_size):
-            yield self.everything.select(order[start : start + batch_size].tolist())
+        for rows in batch_rows(len(self), batch_size, shuffle=shuffle, seed=seed):
+            yield self.everything.select(rows.tolist())
