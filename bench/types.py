@@ -7,16 +7,19 @@ module. Tensors follow one layout everywhere:
 * complex STFT ``(B, F, T)`` with ``F = N_FFT // 2 + 1 = 513``;
 * log-mel classifier input ``(B, 1, T, N_MELS)`` in dB (time on the height axis, as
   Kumar et al.'s CNN expects);
-* an explanation mask ``(B, F, T)`` in ``[0, 1]`` on the *linear magnitude* STFT.
+* an explanation mask ``(B, F, T)`` in ``[0, 1]`` on the input's STFT grid, in the
+  domain the method defines it (:class:`MaskDomain`: a gain on ``|X|``, or a ratio on
+  ``log(1 + |X|)`` as L2I and FLINT define theirs).
 
-The shared mask is what keeps metrics blind to the explainer that made it: masked-in
-is ``M * X``, masked-out is ``(1 - M) * X``, both resynthesised with the input phase.
+Metrics never apply a mask themselves: :mod:`l2i_bench.perturb` owns "keep" and
+"remove" for each domain, so every metric perturbs an input exactly as the method's
+reference does, and the ``variant`` column says which operator was used.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -34,6 +37,18 @@ class Task(StrEnum):
 
 
 BOTH_TASKS: frozenset[Task] = frozenset({Task.MULTICLASS, Task.MULTILABEL})
+
+
+class MaskDomain(StrEnum):
+    """Where an explanation mask acts (see :mod:`l2i_bench.perturb` for the operators).
+
+    ``LINEAR``: keep ``M |X|``, remove ``(1 - M) |X|``. ``LOG1P``: the L2I code's
+    domain, keep ``expm1(M log1p|X|)``, remove ``expm1((1 - M) log1p|X|)``. A binary
+    mask means the same in both.
+    """
+
+    LINEAR = "linear"
+    LOG1P = "log1p"
 
 
 class Direction(StrEnum):
@@ -178,6 +193,10 @@ class AudioBatch:
     spec: torch.Tensor  # (B, F, T) complex64 STFT
     logmel: torch.Tensor  # (B, 1, T, M) dB
     targets: torch.Tensor  # (B, C) float multi-hot ground truth
+    stems: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Ground-truth stem waveforms ``(B, L)`` (``target``, ``interference``) when the
+    dataset has them, scaled like the mixture; only reference explainers (``oracle``)
+    and ground-truth metrics may read them."""
 
     @property
     def magnitude(self) -> torch.Tensor:
@@ -198,6 +217,7 @@ class AudioBatch:
             self.spec.to(device),
             self.logmel.to(device),
             self.targets.to(device),
+            {k: v.to(device) for k, v in self.stems.items()},
         )
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> AudioBatch:
@@ -212,6 +232,7 @@ class AudioBatch:
             self.spec[index],
             self.logmel[index],
             self.targets[index],
+            {k: v[index.to(v.device)] for k, v in self.stems.items()},
         )
 
 
@@ -301,13 +322,15 @@ class Explanation:
 
     ``mask`` is required for listenable output and every mask-based metric.
     ``relevance`` is over the explainer's own units (NMF components, segments, chunks).
-    ``waveform`` may be left ``None``; the host then resynthesises ``mask * X`` with
-    the input phase. ``extra`` carries method-specific outputs (e.g. FLINT's
+    ``mask_domain`` says where the mask acts (:class:`MaskDomain`). ``waveform`` may be
+    left ``None``; the host then resynthesises the kept input
+    (:func:`l2i_bench.perturb.keep`) with the input phase. ``extra`` carries method-specific outputs (e.g. FLINT's
     activation-maximisation audio), each a tensor with the batch as first axis.
     """
 
     mask: torch.Tensor  # (B, F, T) in [0, 1]
     relevance: torch.Tensor | None = None  # (B, U)
+    mask_domain: MaskDomain = MaskDomain.LINEAR
     waveform: torch.Tensor | None = None  # (B, L)
     surrogate_logits: torch.Tensor | None = None  # (B, C)
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -325,6 +348,11 @@ class Explainer(ABC):
     description: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     unit: ClassVar[str] = "time-frequency bin"  # what ``relevance`` indexes
+    reference: ClassVar[bool] = False
+    """A reference row (oracle, anti-oracle, random, loudest): published on the
+    leaderboard to calibrate the metrics, set apart from the contenders."""
+    needs_stems: ClassVar[bool] = False
+    """Reads ``AudioBatch.stems`` (ground truth): runs only on datasets with stems."""
     needs_training: ClassVar[bool] = False
     has_surrogate: ClassVar[bool] = False
     tasks: ClassVar[frozenset[Task]] = BOTH_TASKS
@@ -359,6 +387,54 @@ class Explainer(ABC):
 
 
 @dataclass(frozen=True)
+class RowValues:
+    """The per-row values behind one published number, and how they are summarised.
+
+    A metric returns this instead of a float whenever its number is a summary of rows,
+    so the runner can publish ``n`` (the rows it really rests on) and keep the rows for
+    paired tests (metric validity) and audits. ``keys`` identify rows across explainers
+    of a fold: ``"<set>/<clip_id>/<class index>"`` (see ``plugins.metrics._common``).
+    """
+
+    keys: tuple[str, ...]
+    values: tuple[float, ...]
+    summary: str = "mean"  # or "median"
+
+    def __post_init__(self) -> None:
+        if len(self.keys) != len(self.values):
+            raise ValueError("one key per row value expected")
+        if self.summary not in ("mean", "median"):
+            raise ValueError(f"summary must be 'mean' or 'median', not {self.summary!r}")
+
+    @classmethod
+    def of(cls, keys: Sequence[str], values: Any, summary: str = "mean") -> RowValues:
+        """From any array-like of values; non-finite rows are dropped (with their key)."""
+        import numpy as np
+
+        arr = np.asarray(
+            values.detach().cpu().double().numpy() if isinstance(values, torch.Tensor) else values,
+            dtype=np.float64,
+        ).reshape(-1)
+        ok = np.isfinite(arr)
+        return cls(
+            tuple(k for k, good in zip(keys, ok, strict=True) if good),
+            tuple(float(v) for v in arr[ok]),
+            summary,
+        )
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __float__(self) -> float:
+        import numpy as np
+
+        if not self.values:
+            return float("nan")
+        fn = np.median if self.summary == "median" else np.mean
+        return float(fn(np.asarray(self.values, dtype=np.float64)))
+
+
+@dataclass(frozen=True)
 class Column:
     """One published number of a metric: its name, direction, unit and exact variant."""
 
@@ -378,6 +454,7 @@ class ExplanationSet:
     relevance: torch.Tensor | None
     waveform: torch.Tensor  # (R, L)
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    mask_domain: MaskDomain = MaskDomain.LINEAR
 
 
 @dataclass
@@ -420,6 +497,9 @@ class Evaluation:
     explanations: ExplanationSet
     conditions: dict[str, ConditionSet]
     timing: Timing
+    refit_explainer: Callable[[ClassifierModel], Explainer] | None = None
+    """Builds this cell's explainer for another classifier and fits it with the same
+    budget and seed (the sanity check's randomised models); ``None`` in unit tests."""
 
     def generator(self, tag: str) -> torch.Generator:
         """A seeded generator per (seed, metric tag) so metrics draw independently."""
@@ -457,5 +537,6 @@ class Metric(ABC):
         return None
 
     @abstractmethod
-    def compute(self, evaluation: Evaluation) -> dict[str, float]:
-        """Values keyed by column name (every declared column)."""
+    def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
+        """Values keyed by column name (every declared column): a float, or the
+        :class:`RowValues` it summarises (preferred: gives ``n`` and paired tests)."""

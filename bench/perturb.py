@@ -1,0 +1,149 @@
+"""The perturbation operators: what "keep" and "remove" an explanation mean, named once.
+
+Every mask metric (faithfulness, L-MAC, deletion/insertion, ground truth, sanity) and
+every listenable interpretation goes through this module, so a number is always
+computed with the operator of the domain the method defines its mask in
+(:class:`l2i_bench.types.MaskDomain`):
+
+* ``linear`` (IBA, VIBI, SLIME, the references): keep ``M |X|``, remove ``(1 - M) |X|``.
+* ``log1p`` (L2I, FLINT): the L2I code filters the log-magnitude ``log(1 + |X|)`` and
+  resynthesises ``exp(.) - 1`` with the input phase: keep ``expm1(M log1p|X|)``,
+  remove ``expm1((1 - M) log1p|X|)`` (its ``faithfulness_eval`` removes the relevant
+  components this way). The two are *not* complementary: keep + remove != ``|X|``, and
+  a ratio of 0.5 keeps 11 % of a bin at ``|X| = 64`` but removes 89 % of it.
+
+Both are resynthesised with the input's phase. A binary mask means the same in both
+domains, which is what lets one random control serve every explainer
+(:func:`matched_random_masks`). ``coverage`` is the share of the input's energy a
+perturbed input holds: the quantity the random controls are matched on, and the one
+every mask cell publishes (``mask_coverage``), since most scores move with it.
+
+Cost: elementwise on ``(R, F, T)``; the matched random masks sort ``F x T`` keys per row.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from l2i_bench.types import MaskDomain
+
+PATCH_FREQS = 16
+"""Random-control patch height in STFT bins (16 x 43 Hz = 690 Hz at 44.1 kHz)."""
+PATCH_FRAMES = 8
+"""Random-control patch width in frames (8 x 11.6 ms = 93 ms)."""
+
+
+def _domain(domain: MaskDomain | str) -> MaskDomain:
+    try:
+        return MaskDomain(domain)
+    except ValueError as err:
+        raise ValueError(
+            f"unknown mask domain {domain!r}; expected one of {[d.value for d in MaskDomain]}"
+        ) from err
+
+
+def kept_magnitude(
+    magnitude: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str
+) -> torch.Tensor:
+    """The magnitude an interpretation keeps (same shape as ``magnitude``)."""
+    m = mask.to(magnitude.device, magnitude.dtype).clamp(0.0, 1.0)
+    if _domain(domain) is MaskDomain.LOG1P:
+        return torch.expm1(m * torch.log1p(magnitude))
+    return m * magnitude
+
+
+def removed_magnitude(
+    magnitude: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str
+) -> torch.Tensor:
+    """The magnitude left when an interpretation is taken away from the input."""
+    return kept_magnitude(magnitude, 1.0 - mask.to(magnitude.device, magnitude.dtype), domain)
+
+
+def linear_gain(
+    magnitude: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str, *, remove: bool = False
+) -> torch.Tensor:
+    """The linear gain ``G`` in ``[0, 1]`` with ``G |X|`` = the kept (or, with ``remove``,
+    the remaining) magnitude: what multiplies the complex STFT before resynthesis."""
+    op = removed_magnitude if remove else kept_magnitude
+    new = op(magnitude, mask, domain)
+    gain = torch.where(magnitude > 0, new / magnitude.clamp_min(1e-30), torch.zeros_like(new))
+    return gain.clamp(0.0, 1.0)
+
+
+def keep(spec: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str) -> torch.Tensor:
+    """Complex STFT of the kept input (input phase)."""
+    return spec * linear_gain(spec.abs(), mask, domain).to(spec.device)
+
+
+def remove(spec: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str) -> torch.Tensor:
+    """Complex STFT of the input with the interpretation taken away (input phase)."""
+    return spec * linear_gain(spec.abs(), mask, domain, remove=True).to(spec.device)
+
+
+def energy_share(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+    """Per row, ``sum |part|^2 / sum |whole|^2`` (complex spectra or magnitudes)."""
+    num = part.abs().double().square().flatten(1).sum(dim=1)
+    den = whole.abs().double().square().flatten(1).sum(dim=1)
+    return num / den.clamp_min(1e-30)
+
+
+def coverage(spec: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str) -> torch.Tensor:
+    """Share of each row's energy that the kept input holds (``mask_coverage``)."""
+    return energy_share(keep(spec, mask, domain), spec)
+
+
+def remaining_share(
+    spec: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str
+) -> torch.Tensor:
+    """Share of each row's energy left after removal (1 minus the energy removed)."""
+    return energy_share(remove(spec, mask, domain), spec)
+
+
+def patch_order(
+    shape: torch.Size | tuple[int, ...], generator: torch.Generator
+) -> torch.Tensor:
+    """A random order ``(R, F*T)`` of every bin that visits random time-frequency
+    patches one after another (bins of a patch in random order): growing a mask along
+    it adds contiguous regions, as real explanations are, not salt-and-pepper bins.
+    Each row gets its own patch grid offset and patch order."""
+    rows, freqs, frames = shape
+    out = torch.empty(rows, freqs * frames, dtype=torch.long)
+    f_idx = torch.arange(freqs)[:, None].expand(freqs, frames)
+    t_idx = torch.arange(frames)[None, :].expand(freqs, frames)
+    for r in range(rows):
+        off_f = int(torch.randint(PATCH_FREQS, (1,), generator=generator))
+        off_t = int(torch.randint(PATCH_FRAMES, (1,), generator=generator))
+        pf = (f_idx + off_f) // PATCH_FREQS
+        pt = (t_idx + off_t) // PATCH_FRAMES
+        patch = (pf * (frames // PATCH_FRAMES + 2) + pt).flatten()
+        n_patches = int(patch.max()) + 1
+        patch_rank = torch.randperm(n_patches, generator=generator)[patch]
+        within = torch.rand(freqs * frames, generator=generator)
+        out[r] = torch.argsort(patch_rank.double() + within.double())
+    return out
+
+
+def matched_random_masks(
+    spec: torch.Tensor, target_share: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Binary masks ``(R, F, T)`` of random patches whose kept energy share matches
+    ``target_share`` (per row, within one bin's energy): the coverage-matched control.
+
+    Bins are added along :func:`patch_order` until the kept energy reaches the target;
+    the bin that crosses it is kept when that lands closer. Being binary, the mask
+    keeps and removes the same way in every domain.
+    """
+    power = spec.abs().double().square().flatten(1).cpu()
+    rows = power.shape[0]
+    order = patch_order(spec.shape, generator)
+    ordered = power.gather(1, order)
+    total = ordered.sum(dim=1, keepdim=True).clamp_min(1e-30)
+    cum = ordered.cumsum(dim=1) / total  # share kept after including bin j
+    before = cum - ordered / total
+    target = target_share.detach().double().cpu().clamp(0.0, 1.0)[:, None]
+    # Keep a bin if the share before it is below target and including it lands closer.
+    include = (before < target) & ((cum - target).abs() <= (target - before).abs())
+    include |= cum <= target
+    mask = torch.zeros(rows, power.shape[1], dtype=torch.float32)
+    mask.scatter_(1, order, include.float())
+    return mask.view(spec.shape)
