@@ -18,7 +18,9 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from l2i_bench import perturb
 from l2i_bench.errors import BenchError
+from l2i_bench.types import MaskDomain
 
 SAMPLE_RATE = 44_100
 N_FFT = 1024
@@ -118,17 +120,11 @@ def write_audio(path: Path, wave: np.ndarray | torch.Tensor) -> None:
 
 
 def log_ratio_to_linear_mask(log_magnitude: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    """The linear-magnitude mask equivalent to a soft mask in the log-magnitude domain.
-
-    L2I (and FLINT's decoder mask) filter ``E = log(1+|X|) * ratio`` and resynthesise
-    ``exp(E) - 1`` with the input phase. Dividing by ``|X|`` gives the mask ``M`` in
-    ``[0, 1]`` with ``M |X| = exp(E) - 1`` (0 where ``|X| = 0``), so every metric can
-    treat these explainers like any other mask-producing method.
-    """
-    magnitude = torch.expm1(log_magnitude)
-    kept = torch.expm1(log_magnitude * ratio.clamp(0.0, 1.0))
-    mask = torch.where(magnitude > 0, kept / magnitude.clamp_min(1e-30), torch.zeros_like(kept))
-    return mask.clamp(0.0, 1.0)
+    """The linear gain that keeps what a ``log1p``-domain ratio mask keeps:
+    ``G |X| = expm1(ratio log1p|X|)`` (:func:`l2i_bench.perturb.linear_gain`). For
+    display and for explainers that must hand a linear gain to other code; metrics
+    use the ratio itself with :mod:`l2i_bench.perturb`."""
+    return perturb.linear_gain(torch.expm1(log_magnitude), ratio, MaskDomain.LOG1P)
 
 
 class FrontEnd:
@@ -184,12 +180,31 @@ class FrontEnd:
         phase = like / (like.abs() + 1e-9)
         return self.istft(magnitude.to(phase.dtype) * phase, length)
 
-    def apply_mask(self, spec: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor:
-        """The listenable waveform of a linear-magnitude mask: ``istft(M * X)``."""
-        return self.istft(spec.to(self.device) * mask.to(self.device), length)
+    def apply_mask(
+        self,
+        spec: torch.Tensor,
+        mask: torch.Tensor,
+        length: int,
+        domain: MaskDomain | str = MaskDomain.LINEAR,
+        *,
+        remove: bool = False,
+    ) -> torch.Tensor:
+        """The listenable waveform of what a mask keeps (or, with ``remove``, of the
+        input without it), by the operator of the mask's domain
+        (:func:`l2i_bench.perturb.keep` / :func:`~l2i_bench.perturb.remove`)."""
+        op = perturb.remove if remove else perturb.keep
+        return self.istft(op(spec.to(self.device), mask.to(self.device), domain), length)
 
-    def logmel_of_masked(self, spec: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor:
+    def logmel_of_masked(
+        self,
+        spec: torch.Tensor,
+        mask: torch.Tensor,
+        length: int,
+        domain: MaskDomain | str = MaskDomain.LINEAR,
+        *,
+        remove: bool = False,
+    ) -> torch.Tensor:
         """Classifier input after masking, through the waveform as a listener hears it:
-        resynthesise ``M * X`` and recompute the STFT (no shortcut in the STFT domain,
-        since ISTFT-STFT is not an identity for arbitrary masks)."""
-        return self.logmel(self.apply_mask(spec, mask, length))
+        resynthesise and recompute the STFT (no shortcut in the STFT domain, since
+        ISTFT-STFT is not an identity for arbitrary masks)."""
+        return self.logmel(self.apply_mask(spec, mask, length, domain, remove=remove))

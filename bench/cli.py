@@ -56,7 +56,8 @@ def _parse_classifier(items: Sequence[str]) -> dict[str, float | int | str]:
 def _explainer_names(spec: str, registry: Registry) -> list[str]:
     if spec == "all":
         names = registry.names("explainer")
-        return [n for n in names if n != "random"] + (["random"] if "random" in names else [])
+        contenders = [n for n in names if not registry.explainer(n).reference]
+        return contenders + [n for n in names if registry.explainer(n).reference]
     names = [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
         registry.get("explainer", name)  # raises with the list of known names

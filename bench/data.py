@@ -129,6 +129,9 @@ class ClipSet:
             raise ValueError("one gain per clip expected")
         self.targets = multi_hot(self.clips, num_classes)
         self.front_end = front_end
+        self.stem_waves: dict[str, np.ndarray] = {}
+        """Ground-truth stems as decoded ``(N, L)``, aligned with ``clips`` (set by the
+        workspace when the dataset has them); batches scale them by the mixture's gain."""
 
     @classmethod
     def load(
@@ -169,12 +172,17 @@ class ClipSet:
         gains = torch.from_numpy(self.gains[idx]).unsqueeze(1)
         wave = (torch.from_numpy(np.asarray(self.waveforms[idx])) * gains).to(self.front_end.device)
         spec = self.front_end.stft(wave)
+        stems = {
+            name: (torch.from_numpy(np.asarray(waves[idx])) * gains).to(self.front_end.device)
+            for name, waves in self.stem_waves.items()
+        }
         return AudioBatch(
             clip_ids=[self.clips[i].clip_id for i in idx.tolist()],
             waveform=wave,
             spec=spec,
             logmel=self.front_end.logmel_from_magnitude(spec.abs()),
             targets=torch.from_numpy(self.targets[idx]).to(self.front_end.device),
+            stems=stems,
         )
 
     def batches(
@@ -191,4 +199,5 @@ class ClipSet:
         sub.gains = self.gains[idx]
         sub.targets = self.targets[idx]
         sub.front_end = self.front_end
+        sub.stem_waves = {name: waves[idx] for name, waves in self.stem_waves.items()}
         return sub

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from l2i_bench import perturb
 from l2i_bench.audio import SAMPLE_RATE, fit_length, read_audio, write_audio
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
@@ -86,7 +87,9 @@ def explain_file(request: ExplainRequest, registry: Registry) -> list[Path]:
     explanation = explainer.explain(batch, torch.tensor([target], device=device))
     interpretation = explanation.waveform
     if interpretation is None:
-        interpretation = ws.front_end.apply_mask(batch.spec, explanation.mask, num_samples)
+        interpretation = ws.front_end.apply_mask(
+            batch.spec, explanation.mask, num_samples, explanation.mask_domain
+        )
 
     out = Path(request.out)
     stem = f"{request.audio.stem}--{explainer_cls.name}--{dataset.class_names[target]}"
@@ -99,7 +102,12 @@ def explain_file(request: ExplainRequest, registry: Registry) -> list[Path]:
             write_audio(extra_path, value[0])
             extra_audio[name] = str(extra_path)
     fig_path = out / f"{stem}.png"
-    _figure(fig_path, batch.spec[0].abs(), explanation.mask[0], dataset.class_names[target])
+    _figure(
+        fig_path,
+        batch.spec[0].abs(),
+        perturb.kept_magnitude(batch.spec[0].abs(), explanation.mask[0], explanation.mask_domain),
+        dataset.class_names[target],
+    )
     record = {
         "audio": str(request.audio),
         "length_handling": (
@@ -123,6 +131,7 @@ def explain_file(request: ExplainRequest, registry: Registry) -> list[Path]:
         if explanation.relevance is None
         else explanation.relevance[0].detach().float().cpu().tolist(),
         "mask_mean": float(explanation.mask[0].float().mean()),
+        "mask_domain": str(explanation.mask_domain),
         "interpretation_audio": str(wav_path),
         "figure": str(fig_path),
         "extra_audio": extra_audio,
@@ -145,14 +154,14 @@ def _target_class(requested: str | None, names: list[str], probs: torch.Tensor, 
     )
 
 
-def _figure(path: Path, magnitude: torch.Tensor, mask: torch.Tensor, label: str) -> None:
+def _figure(path: Path, magnitude: torch.Tensor, kept: torch.Tensor, label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     mag = magnitude.detach().float().cpu()
-    kept = (mag * mask.detach().float().cpu()).numpy()
+    kept = kept.detach().float().cpu().numpy()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     extent = (0, mag.shape[1] * 512 / SAMPLE_RATE, 0, SAMPLE_RATE / 2000)
     top = 20 * np.log10(mag.max().item() + 1e-6)  # one colour scale for both panels

@@ -99,9 +99,7 @@ def remaining_share(
     return energy_share(remove(spec, mask, domain), spec)
 
 
-def patch_order(
-    shape: torch.Size | tuple[int, ...], generator: torch.Generator
-) -> torch.Tensor:
+def patch_order(shape: torch.Size | tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     """A random order ``(R, F*T)`` of every bin that visits random time-frequency
     patches one after another (bins of a patch in random order): growing a mask along
     it adds contiguous regions, as real explanations are, not salt-and-pepper bins.
@@ -123,27 +121,36 @@ def patch_order(
     return out
 
 
-def matched_random_masks(
-    spec: torch.Tensor, target_share: torch.Tensor, generator: torch.Generator
-) -> torch.Tensor:
-    """Binary masks ``(R, F, T)`` of random patches whose kept energy share matches
-    ``target_share`` (per row, within one bin's energy): the coverage-matched control.
-
-    Bins are added along :func:`patch_order` until the kept energy reaches the target;
-    the bin that crosses it is kept when that lands closer. Being binary, the mask
-    keeps and removes the same way in every domain.
-    """
+def grow_mask(spec: torch.Tensor, order: torch.Tensor, target_share: torch.Tensor) -> torch.Tensor:
+    """Binary masks ``(R, F, T)`` that keep bins in the given ``order`` ``(R, F*T)``
+    until the kept energy share reaches ``target_share`` (per row, within one bin's
+    energy: the bin that crosses the target is kept when that lands closer)."""
     power = spec.abs().double().square().flatten(1).cpu()
-    rows = power.shape[0]
-    order = patch_order(spec.shape, generator)
+    order = order.cpu()
     ordered = power.gather(1, order)
     total = ordered.sum(dim=1, keepdim=True).clamp_min(1e-30)
     cum = ordered.cumsum(dim=1) / total  # share kept after including bin j
     before = cum - ordered / total
     target = target_share.detach().double().cpu().clamp(0.0, 1.0)[:, None]
-    # Keep a bin if the share before it is below target and including it lands closer.
-    include = (before < target) & ((cum - target).abs() <= (target - before).abs())
-    include |= cum <= target
-    mask = torch.zeros(rows, power.shape[1], dtype=torch.float32)
+    include = (cum <= target) | (
+        (before < target) & ((cum - target).abs() <= (target - before).abs())
+    )
+    mask = torch.zeros(power.shape, dtype=torch.float32)
     mask.scatter_(1, order, include.float())
     return mask.view(spec.shape)
+
+
+def matched_random_masks(
+    spec: torch.Tensor, target_share: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Binary masks of random patches (:func:`patch_order`) keeping ``target_share`` of
+    each row's energy: the coverage-matched random control. Being binary, such a mask
+    keeps and removes the same way in every domain."""
+    return grow_mask(spec, patch_order(spec.shape, generator), target_share)
+
+
+def loudest_masks(spec: torch.Tensor, target_share: torch.Tensor) -> torch.Tensor:
+    """Binary masks of each row's loudest bins keeping ``target_share`` of its energy:
+    the naive "it is where the sound is" explanation, at any coverage."""
+    power = spec.abs().double().square().flatten(1).cpu()
+    return grow_mask(spec, torch.argsort(power, dim=1, descending=True), target_share)

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from l2i_bench.errors import BenchError
+from l2i_bench.types import RowValues
 
 LONG_COLUMNS = [
     "dataset",
@@ -37,6 +38,7 @@ LONG_COLUMNS = [
     "device",
     "classifier_sha256",
     "run_id",
+    "reference",
 ]
 
 
@@ -50,6 +52,7 @@ class Score:
     variant: str = ""
     note: str = ""
     n: int | None = None
+    meta_evaluated: bool = True
 
 
 @dataclass
@@ -66,6 +69,21 @@ class CellResult:
     scores: list[Score] = field(default_factory=list)
     fit: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    reference: bool = False
+    rows: dict[str, Any] = field(default_factory=dict)
+    """Per-row values behind the scores: ``{"keys": [...], "columns": {column:
+    {"index": [...], "values": [...], "summary": "mean"|"median"}}}`` (see
+    :func:`pack_rows`); every aggregate with rows is their summary."""
+
+    def row_values(self, column: str) -> RowValues | None:
+        """The per-row values behind ``column`` (keys prefixed by nothing), if kept."""
+        spec = self.rows.get("columns", {}).get(column)
+        if spec is None:
+            return None
+        keys = self.rows["keys"]
+        return RowValues(
+            tuple(keys[i] for i in spec["index"]), tuple(spec["values"]), spec["summary"]
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +92,16 @@ class CellResult:
     def from_json(cls, data: dict[str, Any]) -> CellResult:
         scores = [Score(**s) for s in data.pop("scores", [])]
         return cls(scores=scores, **data)
+
+
+def pack_rows(values: dict[str, RowValues]) -> dict[str, Any]:
+    """Store many columns' row values compactly: each row key once, columns by index."""
+    keys: dict[str, int] = {}
+    columns = {}
+    for column, rv in values.items():
+        index = [keys.setdefault(k, len(keys)) for k in rv.keys]
+        columns[column] = {"index": index, "values": list(rv.values), "summary": rv.summary}
+    return {"keys": list(keys), "columns": columns}
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -154,6 +182,7 @@ def long_table(cells: list[CellResult]) -> pd.DataFrame:
                     "device": cell.device,
                     "classifier_sha256": cell.classifier_sha256,
                     "run_id": cell.run_id,
+                    "reference": cell.reference,
                 }
             )
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
@@ -162,18 +191,31 @@ def long_table(cells: list[CellResult]) -> pd.DataFrame:
 ARROWS = {"higher": "↑", "lower": "↓", "neutral": "·"}
 
 
-def leaderboard(long: pd.DataFrame) -> pd.DataFrame:
+FAILS_VALIDITY = "✗"
+"""Appended to the header of a column that failed the metric validity check."""
+
+
+def leaderboard(
+    long: pd.DataFrame, failing: set[str] | frozenset[str] = frozenset()
+) -> pd.DataFrame:
     """One row per explainer; per column the mean over folds and its std, the column
-    header carrying the direction (``fidelity_top1 ↑``). Empty cells stay empty."""
+    header carrying the direction (``fidelity_top1 ↑``) and, for a column in
+    ``failing`` (metric validity), a ``✗``. Reference rows (oracle, anti-oracle,
+    random, loudest) come last, marked in the ``reference`` column. Empty cells stay
+    empty."""
     if long.empty:
-        return pd.DataFrame(columns=["explainer", "folds"])
+        return pd.DataFrame(columns=["explainer", "reference", "folds"])
     long = long.copy()
     long["header"] = long["column"] + " " + long["direction"].map(ARROWS).fillna("")
+    bad = long["column"].isin(failing)
+    long.loc[bad, "header"] = long.loc[bad, "header"] + " " + FAILS_VALIDITY
     order = list(dict.fromkeys(long["header"]))
     grouped = long.groupby(["explainer", "header"], sort=False)["value"]
     mean = grouped.mean().unstack("header")
     std = grouped.std(ddof=1).unstack("header")
     table = pd.DataFrame(index=mean.index)
+    reference = long.groupby("explainer")["reference"].agg(lambda v: bool(pd.Series(v).any()))
+    table["reference"] = reference
     table["folds"] = long.groupby("explainer")["fold"].nunique()
     for header in order:
         table[header] = mean.get(header)
@@ -181,8 +223,8 @@ def leaderboard(long: pd.DataFrame) -> pd.DataFrame:
     # Columns empty for every explainer (e.g. multilabel AUPRC on a multiclass dataset)
     # say nothing here; the long CSV keeps them with the reason.
     table = table.dropna(axis=1, how="all").reset_index()
-    control_last = table["explainer"].eq("random")
-    return pd.concat([table[~control_last], table[control_last]], ignore_index=True)
+    refs = table["reference"].astype(bool)
+    return pd.concat([table[~refs], table[refs]], ignore_index=True)
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
@@ -198,11 +240,16 @@ def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def publish(out: Path, dataset: str) -> tuple[Path, Path]:
-    """Rebuild ``results.csv`` (long) and ``leaderboard.csv`` (wide) from every cell."""
+    """Rebuild ``results.csv`` (long), ``metric_validity.csv`` and ``leaderboard.csv``
+    (wide, failing columns flagged) from every cell."""
+    from l2i_bench.validity import failing_columns, metric_validity
+
     cells = read_cells(out, dataset)
     long = long_table(cells)
     root = Path(out) / dataset
     long_path, board_path = root / "results.csv", root / "leaderboard.csv"
+    validity = metric_validity(cells)
     write_csv_atomic(long, long_path)
-    write_csv_atomic(leaderboard(long), board_path)
+    write_csv_atomic(validity, root / "metric_validity.csv")
+    write_csv_atomic(leaderboard(long, failing_columns(validity)), board_path)
     return long_path, board_path

@@ -30,6 +30,7 @@ from l2i_bench.results import (
     Score,
     cell_path,
     clean_float,
+    pack_rows,
     publish,
     read_cell,
     write_csv_atomic,
@@ -42,7 +43,9 @@ from l2i_bench.types import (
     Evaluation,
     Explainer,
     ExplanationSet,
+    MaskDomain,
     Metric,
+    RowValues,
     Timing,
 )
 from l2i_bench.workspace import FoldWorkspace, RunConfig, config_hash, seed_everything
@@ -75,6 +78,7 @@ def explain_set(
     """Explain the given (row, class) pairs in batches; returns the CPU explanation set
     and the milliseconds per explained row of each batch (synchronised on CUDA)."""
     masks, relevances, waves, ms_per_row = [], [], [], []
+    domains: set[MaskDomain] = set()
     extras: dict[str, list[torch.Tensor]] = {}
     for start in tqdm(
         range(0, len(rows), batch_size),
@@ -90,7 +94,10 @@ def explain_set(
             explanation = explainer.explain(batch, batch_classes)
             wave = explanation.waveform
             if wave is None:
-                wave = clips.front_end.apply_mask(batch.spec, explanation.mask, clips.num_samples)
+                wave = clips.front_end.apply_mask(
+                    batch.spec, explanation.mask, clips.num_samples, explanation.mask_domain
+                )
+        domains.add(MaskDomain(explanation.mask_domain))
         ms_per_row.extend([1000.0 * elapsed[0] / len(batch_rows)] * len(batch_rows))
         _check_mask(explainer.name, explanation.mask, batch.spec.shape)
         masks.append(explanation.mask.detach().float().cpu())
@@ -99,6 +106,12 @@ def explain_set(
             relevances.append(explanation.relevance.detach().float().cpu())
         for key, value in explanation.extra.items():
             extras.setdefault(key, []).append(value.detach().cpu())
+    if len(domains) > 1:
+        raise BenchError(
+            f"explainer {explainer.name!r} returned masks in several domains "
+            f"({', '.join(sorted(domains))}) within one set",
+            "fix the explainer plugin: one cell's masks share one MaskDomain",
+        )
     freqs, frames = clips.batch([0]).spec.shape[1:] if len(clips) else (0, 0)
     result = ExplanationSet(
         rows=rows.clone(),
@@ -107,6 +120,7 @@ def explain_set(
         relevance=torch.cat(relevances) if len(relevances) == len(masks) and relevances else None,
         waveform=torch.cat(waves) if waves else torch.zeros(0, clips.num_samples),
         extra={k: torch.cat(v) for k, v in extras.items()},
+        mask_domain=domains.pop() if domains else MaskDomain.LINEAR,
     )
     return result, ms_per_row
 
@@ -125,14 +139,18 @@ def _check_mask(name: str, mask: torch.Tensor, spec_shape: torch.Size) -> None:
         )
 
 
-def score_cell(metrics: Sequence[type[Metric]], evaluation: Evaluation) -> list[Score]:
-    """Every metric's columns; a metric that does not apply publishes empty values
-    with its reason, never a silent zero."""
+def score_cell(
+    metrics: Sequence[type[Metric]], evaluation: Evaluation
+) -> tuple[list[Score], dict[str, RowValues]]:
+    """Every metric's columns, and the per-row values behind those that have them; a
+    metric that does not apply publishes empty values with its reason, never a silent
+    zero. A column's ``n`` is the number of rows its value rests on."""
     scores: list[Score] = []
+    row_values: dict[str, RowValues] = {}
     for metric_cls in metrics:
         metric = metric_cls()
         reason = metric.not_applicable(evaluation)
-        values: Mapping[str, float] = {}
+        values: Mapping[str, float | RowValues] = {}
         if reason is None:
             try:
                 values = metric.compute(evaluation)
@@ -145,7 +163,12 @@ def score_cell(metrics: Sequence[type[Metric]], evaluation: Evaluation) -> list[
                     "this is a bug in the metric plugin; report it with the command you ran",
                 ) from err
         for column in metric.columns:
-            value = clean_float(values.get(column.name)) if reason is None else None
+            raw = values.get(column.name) if reason is None else None
+            n = len(evaluation.explanations.rows)
+            if isinstance(raw, RowValues):
+                row_values[column.name] = raw
+                n = len(raw)
+            value = clean_float(None if raw is None else float(raw))
             note = reason or ""
             if reason is None and value is None:
                 note = "not finite or not computed"
@@ -158,10 +181,11 @@ def score_cell(metrics: Sequence[type[Metric]], evaluation: Evaluation) -> list[
                     unit=column.unit,
                     variant=column.variant,
                     note=note,
-                    n=len(evaluation.explanations.rows),
+                    n=n,
+                    meta_evaluated=column.meta_evaluated,
                 )
             )
-    return scores
+    return scores, row_values
 
 
 def write_listening_examples(
@@ -215,8 +239,11 @@ def run_cell(
         explanations=explained,
         conditions=conditions,
         timing=timing,
+        refit_explainer=lambda classifier, tag: ws.fitted_explainer(
+            explainer_cls, classifier=classifier, tag=tag
+        )[0],
     )
-    scores = score_cell(metrics, evaluation)
+    scores, row_values = score_cell(metrics, evaluation)
     if config.listen:
         write_listening_examples(ws, explainer_cls.name, explained, Path(config.out), config.listen)
     return CellResult(
@@ -232,6 +259,8 @@ def run_cell(
         scores=scores,
         fit={**_jsonable(fit_info), "fit_seconds": fit_seconds},
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        reference=explainer_cls.reference,
+        rows=pack_rows(row_values),
     )
 
 
@@ -321,7 +350,7 @@ def cell_config_key(
             "seed": config.seed,
             "limit": config.limit,
             "classifier": ws.classifier.checkpoint_sha256,
-            "metrics": sorted(f"{m.name}" for m in metrics),
+            "metrics": sorted(f"{m.name}:{m.version}" for m in metrics),
         }
     )
 
@@ -406,6 +435,13 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
             }
             _print_quality(dataset.name, fold, ws.quality)
             for cls in explainer_classes:
+                if cls.needs_stems and not ws.has_stems:
+                    tqdm.write(
+                        f"fold {fold} {cls.name}: skipped, it needs ground-truth stems and "
+                        f"{dataset.name!r} has none"
+                    )
+                    manifest["cells"].setdefault("not_applicable", []).append([fold, cls.name])
+                    continue
                 path = cell_path(out, dataset.name, fold, cls.name)
                 key = cell_config_key(config, dataset, ws, cls, metrics)
                 existing = read_cell(path) if path.exists() else None

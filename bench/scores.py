@@ -15,11 +15,28 @@ both are here under different names (ecosystem notes §4.2, L2I notes §5.1):
   ``R = TP / max(TP + FN, 0.5)``; the points are sorted by recall, ``(R=0, P=1)`` is
   prepended and ``(R=1, P=0)`` appended, and the area is the trapezoid rule. Micro
   pools TP/FP/FN over classes per threshold; macro is the unweighted class mean.
+  Where recalls tie, the area depends on which tied point comes first and last; the
+  official code lists the points by *decreasing* threshold for a class (macro) and by
+  *increasing* threshold for the pooled curve (micro), then sorts them with numpy's
+  default, non-stable ``argsort`` (``quicksort``; pandas ``Series.argsort`` for
+  macro). We do exactly that, so on tie-heavy scores (rounded probabilities) we give
+  the official number. Note that the official number then depends on numpy's sort
+  kernel: numpy >= 1.25 on AVX-512 CPUs (x86-simd-sort) orders ties differently from
+  its portable introsort, which can move a tie-heavy micro AUPRC by ~1e-3.
 * :func:`fixed11_auprc`: the L2I code's ``calc_PRC_metrics``: 11 fixed thresholds
   ``0.95, 0.9, 0.8, ..., 0.1, 0.05``, positive when ``score > threshold``,
   ``P = (TP + 1e-9) / (TP + FP + 1e-9)``, ``R = TP / (TP + FN)``, same padding and
-  trapezoid. Neither equals scikit-learn's ``average_precision_score`` (a step sum
-  without padding).
+  trapezoid (tied recalls keep decreasing-threshold order). Neither equals
+  scikit-learn's ``average_precision_score`` (a step sum without padding).
+
+Classes without a positive target (in the fidelity metric: a class the classifier
+never decides) are left out of the macro mean in **both** definitions, and a micro
+AUPRC with no positive at all is NaN in both: there is nothing to recall, so no
+ranking to score. The L2I code gets 0/0 = NaN there; the official DCASE code has no
+value either (sklearn's ``confusion_matrix`` returns a 1x1 matrix for an all-negative
+class without a score of 1.0, and its ``cm[0, 1]`` raises), and its ``max(., 0.5)``
+guard would give 0, which would punish a surrogate for the classifier never deciding
+a class and make the two macro columns average over different classes.
 """
 
 from __future__ import annotations
@@ -41,7 +58,8 @@ FIXED11_THRESHOLDS: tuple[float, ...] = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3
 """The L2I code's thresholds (``calc_PRC_metrics``), in decreasing order."""
 
 GINI_EPS = 1e-7
-"""Quantus adds this to every value before the Gini index, so all-equal maps score 0."""
+"""Quantus adds this to every max-normalised value before the Gini index, so all-equal
+maps score 0."""
 
 
 def _np(x: ArrayLike) -> np.ndarray:
@@ -100,8 +118,18 @@ def _trapezoid(recall: np.ndarray, precision: np.ndarray) -> float:
 def _padded_area(recall: np.ndarray, precision: np.ndarray) -> float:
     """Area under (R, P) points listed in decreasing-threshold order, sorted by recall
     (stable: equal recalls keep decreasing-threshold order), padded with (0, 1) and
-    (1, 0) as both DCASE and L2I do."""
+    (1, 0). The fixed-11 (L2I) curve."""
     order = np.argsort(recall, kind="stable")
+    r = np.concatenate([[0.0], recall[order], [1.0]])
+    p = np.concatenate([[1.0], precision[order], [0.0]])
+    return _trapezoid(r, p)
+
+
+def _official_dcase_area(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Area as DCASE's metrics.py computes it from points in the order it lists them:
+    numpy's default (``quicksort``, not stable) ``argsort`` of the recalls, the same
+    padding, trapezoid (``sklearn.metrics.auc`` on ascending recalls)."""
+    order = np.argsort(recall)  # default kind on purpose: the official tie order
     r = np.concatenate([[0.0], recall[order], [1.0]])
     p = np.concatenate([[1.0], precision[order], [0.0]])
     return _trapezoid(r, p)
@@ -126,12 +154,25 @@ def _dcase_thresholds(scores: np.ndarray) -> np.ndarray:
     return np.unique(np.append(kept, 1.0))[::-1]
 
 
-def _dcase_area(scores: np.ndarray, targets: np.ndarray) -> float:
+def _dcase_area(scores: np.ndarray, targets: np.ndarray, ascending: bool) -> float:
+    """One DCASE curve of ``scores`` (1-D; pooled pairs for micro). ``ascending`` lists
+    the points by increasing threshold before the sort, as the official micro code
+    does (its macro code lists them by decreasing threshold). NaN without positives."""
+    if not targets.any():
+        return float("nan")
     thresholds = _dcase_thresholds(scores)
+    if ascending:
+        thresholds = thresholds[::-1]
     tp, fp, fn = _counts_at(scores, targets, thresholds, strict=False)
     precision = tp / np.maximum(tp + fp, 0.5)
     recall = tp / np.maximum(tp + fn, 0.5)
-    return _padded_area(recall, precision)
+    return _official_dcase_area(recall, precision)
+
+
+def _mean_over_defined(areas: list[float]) -> float:
+    """Macro mean over the classes with a positive target (NaN when there is none)."""
+    arr = np.asarray(areas, dtype=np.float64)
+    return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
 
 
 def dcase_auprc(scores: ArrayLike, targets: ArrayLike, average: Average = "macro") -> float:
@@ -140,19 +181,28 @@ def dcase_auprc(scores: ArrayLike, targets: ArrayLike, average: Average = "macro
     ``scores`` are probabilities in [0, 1], ``targets`` binary, both ``(N, C)``.
     Micro-averaging pools every (clip, class) pair: DCASE's per-threshold sum of
     TP/FP/FN over classes on the union of the class thresholds is exactly the binary
-    curve of the pooled pairs. A perfect ranking with distinct scores below 1 scores
-    ``1 - 1/(2 P)`` with ``P`` positives, not 1, because the 1.0 threshold adds the point
-    (R=0, P=0); when all positives share one score the first step is a single
-    trapezoid from (0, 0), so a perfect but tied ranking scores as low as 0.5.
+    curve of the pooled pairs; its points are listed by increasing threshold before
+    the (non-stable) recall sort, the class curves by decreasing threshold, as in the
+    official code, so tied recalls are ordered as there. A perfect ranking with
+    distinct scores below 1 scores ``1 - 1/(2 P)`` with ``P`` positives, not 1,
+    because the 1.0 threshold adds the point (R=0, P=0); when all positives share one
+    score the first step is a single trapezoid from (0, 0), so a perfect but tied
+    ranking scores as low as 0.5.
+
+    A class without a positive target is left out of the macro mean (as in
+    :func:`fixed11_auprc`; the official code has no value for it, see the module
+    docstring), and the result is NaN when no class has one (micro: no positive pair).
     """
     s, t = _np(scores), _np(targets)
     _check_pair(s, t)
     if s.size and (s.min() < 0.0 or s.max() > 1.0):
         raise ValueError("DCASE AUPRC needs probabilities in [0, 1]")
     if average == "micro":
-        return _dcase_area(s.ravel(), t.ravel())
+        return _dcase_area(s.ravel(), t.ravel(), ascending=True)
     if average == "macro":
-        return float(np.mean([_dcase_area(s[:, c], t[:, c]) for c in range(s.shape[1])]))
+        return _mean_over_defined(
+            [_dcase_area(s[:, c], t[:, c], ascending=False) for c in range(s.shape[1])]
+        )
     raise ValueError(f"average must be 'micro' or 'macro', not {average!r}")
 
 
@@ -168,7 +218,8 @@ def fixed11_auprc(scores: ArrayLike, targets: ArrayLike, average: Average = "mac
     """AUPRC as the L2I code computes it on 11 fixed thresholds (module docstring).
 
     A class with no positive target has an undefined recall (0/0 in the L2I code);
-    it is left out of the macro mean, and the result is NaN when no class has one.
+    it is left out of the macro mean, and the result is NaN when no class has one
+    (micro: no positive pair), as in :func:`dcase_auprc`.
     """
     s, t = _np(scores), _np(targets)
     _check_pair(s, t)
@@ -178,8 +229,7 @@ def fixed11_auprc(scores: ArrayLike, targets: ArrayLike, average: Average = "mac
         tp, fp, fn = (sum(parts) for parts in zip(*per_class, strict=True))
         return _fixed11_area(tp, fp, fn)
     if average == "macro":
-        areas = np.array([_fixed11_area(*counts) for counts in per_class])
-        return float(np.nanmean(areas)) if np.isfinite(areas).any() else float("nan")
+        return _mean_over_defined([_fixed11_area(*counts) for counts in per_class])
     raise ValueError(f"average must be 'micro' or 'macro', not {average!r}")
 
 
@@ -303,9 +353,20 @@ def curve_area(values: ArrayLike) -> np.ndarray:
 
 
 def gini_index(values: torch.Tensor) -> torch.Tensor:
-    """Gini index per row of ``(R, ...)`` (Quantus ``Sparseness``): ``|a| + 1e-7``
-    sorted ascending, ``sum((2i - d - 1) a_i) / (d sum a_i)``. 0 = flat, ->1 = one bin."""
-    a = values.detach().flatten(1).abs().double() + GINI_EPS
+    """Gini index per row of ``(R, ...)`` as Quantus ``Sparseness`` computes it with its
+    defaults (``abs=True``, ``normalise=True``, ``normalise_by_max``): ``a = |v| / max|v|``,
+    then ``a + 1e-7`` sorted ascending, ``sum((2i - d - 1) a_i) / (d sum a_i)``.
+    0 = flat, ->1 = one bin.
+
+    The Gini index itself is scale-invariant; only the ``+1e-7`` is not, so without the
+    max normalisation a map scaled by 1e-6 would read as nearly flat. After it, the
+    index is exactly the same for ``v`` and ``k v`` (``k > 0``). An all-zero row stays
+    all-zero (its index is 0).
+    """
+    a = values.detach().flatten(1).abs().double()
+    peak = a.amax(dim=1, keepdim=True)
+    a = a / torch.where(peak > 0, peak, torch.ones_like(peak))
+    a = a + GINI_EPS
     a, _ = torch.sort(a, dim=1)
     d = a.shape[1]
     i = torch.arange(1, d + 1, dtype=a.dtype, device=a.device)

@@ -442,6 +442,10 @@ class Column:
     direction: Direction
     unit: str = ""
     variant: str = ""
+    meta_evaluated: bool = True
+    """Whether the column claims to measure an explanation's truth, so that the metric
+    validity check (oracle > random > anti-oracle) applies; False for cost columns and
+    for the sanity check, which measures dependence on the model, not truth."""
 
 
 @dataclass
@@ -497,9 +501,10 @@ class Evaluation:
     explanations: ExplanationSet
     conditions: dict[str, ConditionSet]
     timing: Timing
-    refit_explainer: Callable[[ClassifierModel], Explainer] | None = None
-    """Builds this cell's explainer for another classifier and fits it with the same
-    budget and seed (the sanity check's randomised models); ``None`` in unit tests."""
+    refit_explainer: Callable[[ClassifierModel, str], Explainer] | None = None
+    """``(classifier, tag) -> explainer``: this cell's explainer built for another
+    classifier and fitted with the same options, budget and seed (the sanity check's
+    randomised models; ``tag`` names the model in the fit cache); ``None`` in unit tests."""
 
     def generator(self, tag: str) -> torch.Generator:
         """A seeded generator per (seed, metric tag) so metrics draw independently."""
@@ -526,6 +531,8 @@ class Metric(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     reference: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    """Bump when the definition changes: it enters every cell's configuration key."""
     columns: ClassVar[tuple[Column, ...]]
     tasks: ClassVar[frozenset[Task]] = BOTH_TASKS
 

@@ -112,10 +112,17 @@ class FoldWorkspace:
             for name, clips in self.split.conditions.items()
             if clips
         }
-        # Ground-truth stems of the condition sets (synth's target and interference),
-        # loaded once per fold and shared by every explainer's cell.
+        # Ground-truth stems (synth's target and interference) of the test and condition
+        # sets, loaded once per fold: batches carry them for the oracle references, and
+        # the condition sets' stems are shared by every cell's ground-truth metrics.
+        for clips in (self.test, *self.conditions.values()):
+            clips.stem_waves = self._stem_waves(clips, config)
         self.condition_stems = {
-            name: self._stems(clips, config) for name, clips in self.conditions.items()
+            name: {
+                stem: torch.from_numpy(np.asarray(waves) * clips.gains[:, None])
+                for stem, waves in clips.stem_waves.items()
+            }
+            for name, clips in self.conditions.items()
         }
         self.classifier_key = f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}"
         defaults = asdict(dataset.classifier_defaults)
@@ -155,8 +162,14 @@ class FoldWorkspace:
         )
         self.cache_key = f"{self.classifier_key}-clf{self.classifier.checkpoint_sha256[:10]}"
 
-    def _stems(self, clips: ClipSet, config: RunConfig) -> dict[str, torch.Tensor]:
-        """Waveforms of each stem every clip of the set has, aligned with the set."""
+    @property
+    def has_stems(self) -> bool:
+        """Whether the test clips come with target and interference stems."""
+        return all(s in self.test.stem_waves for s in ("target", "interference"))
+
+    def _stem_waves(self, clips: ClipSet, config: RunConfig) -> dict[str, np.ndarray]:
+        """Decoded waveforms of each stem every clip of the set has, aligned with the set
+        (as decoded: :class:`ClipSet` scales them by the mixture's gain)."""
         stems = {}
         for stem in ("target", "interference"):
             if not all(stem in c.stems for c in clips.clips):
@@ -173,8 +186,7 @@ class FoldWorkspace:
                 cache_dir=config.cache_dir,
                 show_progress=False,
             ).waveforms
-            # The mixture's gain, so that the normalised mixture is still the stems' sum.
-            stems[stem] = torch.from_numpy(np.asarray(waves) * clips.gains[:, None])
+            stems[stem] = waves
         return stems
 
     def _limited(self, clips: Sequence) -> list:
@@ -197,12 +209,14 @@ class FoldWorkspace:
             **self.config.options.get(explainer_name, {}),
         }
 
-    def context(self, explainer_name: str) -> ExplainerContext:
+    def context(self, explainer_name: str, classifier=None) -> ExplainerContext:
+        """An explainer's context; ``classifier`` replaces the fold's trained one (the
+        sanity check's randomised copies), with everything else unchanged."""
         return ExplainerContext(
             dataset_name=self.dataset.name,
             task=self.dataset.task,
             class_names=self.dataset.class_names,
-            classifier=self.model,
+            classifier=self.model if classifier is None else classifier,
             front_end=self.front_end,
             device=self.device,
             seed=derived_seed(self.config.seed, self.dataset.name, self.fold, explainer_name),
@@ -220,11 +234,15 @@ class FoldWorkspace:
         rows, classes = torch.nonzero(decided, as_tuple=True)
         return rows, classes
 
-    def fitted_explainer(self, cls: type[Explainer]) -> tuple[Explainer, dict[str, Any], float]:
+    def fitted_explainer(
+        self, cls: type[Explainer], *, classifier=None, tag: str = ""
+    ) -> tuple[Explainer, dict[str, Any], float]:
         """An explainer fitted on the training split; learned state is cached so that
         a rerun (or ``l2i-bench explain``) reuses it. Returns (explainer, fit facts,
-        fit seconds of the original fit)."""
-        context = self.context(cls.name)
+        fit seconds of the original fit). ``classifier`` (with a ``tag`` naming it in
+        the cache key) fits the explainer to another classifier with the same options,
+        budget and seed: the sanity check's randomised models."""
+        context = self.context(cls.name, classifier)
         explainer = cls(context)
         if not cls.needs_training:
             return explainer, {}, 0.0
@@ -235,6 +253,7 @@ class FoldWorkspace:
                 "options": dict(context.options),
                 "seed": context.seed,
                 "cache_key": self.cache_key,
+                **({"classifier_tag": tag} if tag else {}),
             }
         )
         path = Path(self.config.cache_dir) / "explainers" / f"{cls.name}-{key}.pt"

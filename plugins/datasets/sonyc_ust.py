@@ -331,6 +331,7 @@ class SonycUST(Dataset):
         interpreter_epochs=21,
         interpreter_lr=5e-4,
     )  # L2I appendix A.1 (10 components x 8 classes after 10 noise ones) and A.4
+    explainer_options: Mapping[str, Mapping[str, str]] = {"vibi": {"epochs": "30"}}  # A.7
     classifier_defaults = SonycClassifierDefaults(
         width=0.5, epochs=30, lr=1e-3, batch_size=32, patience=5, pos_weight=L2I_POS_WEIGHT
     )

@@ -42,7 +42,8 @@ Listenable outputs:
 (a) ``mask`` (what the mask-based metrics score): the decoder's reconstruction from the
     relevant attributes (``r > relevance_threshold``) taken as a log-magnitude soft
     mask, as L2I's component ratio: ``ratio = clamp(d(Phi * 1[rel]) / (d(Phi) + eps), 0, 1)``,
-    ``E = log1p|X| * ratio`` and the linear mask ``M = (exp(E) - 1) / |X|`` in ``[0, 1]``.
+    returned as the mask in the ``log1p`` domain (keep ``expm1(ratio log1p|X|)``, remove
+    ``expm1((1 - ratio) log1p|X|)``, the operators of :mod:`l2i_bench.perturb`).
 (b) ``extra["activation_maximisation"]`` (B, L): **FLINT's own visualisation, as the
     paper did it** (appendix A.6.2): activation maximisation of the relevant attributes
     from a *weakened input* — the magnitude scaled by 0.1, i.e. the log-mel lowered by
@@ -71,7 +72,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from l2i_bench import hookimpl
-from l2i_bench.audio import log_ratio_to_linear_mask
 from l2i_bench.errors import BenchError
 from l2i_bench.types import (
     AudioBatch,
@@ -80,6 +80,7 @@ from l2i_bench.types import (
     Explainer,
     ExplainerContext,
     Explanation,
+    MaskDomain,
     Task,
 )
 
@@ -178,7 +179,7 @@ class FlintExplainer(Explainer):
 
     name = "flint"
     description = "Post-hoc FLINT: attributes on B4-B6, linear head, decoder to log|X| (mask)"
-    version = "1"
+    version = "2"
     unit = "attribute"
     needs_training = True
     has_surrogate = True
@@ -322,14 +323,19 @@ class FlintExplainer(Explainer):
             frames = batch.spec.shape[-1]
             d_all = self.decoder(phi, frames)
             d_rel = self.decoder(phi * relevant, frames)
-            ratio = (d_rel / (d_all + EPS)).clamp(0.0, 1.0)
-            mask = log_ratio_to_linear_mask(batch.log_magnitude, ratio)
+            mask = (d_rel / (d_all + EPS)).clamp(0.0, 1.0)
             surrogate = self.head(phi)
         extra = {}
         steps = int(self.context.option("am_steps", 10))
         if steps > 0:
             extra["activation_maximisation"] = self.activation_maximisation(batch, relevant, steps)
-        return Explanation(mask=mask, relevance=relevance, surrogate_logits=surrogate, extra=extra)
+        return Explanation(
+            mask=mask,
+            relevance=relevance,
+            surrogate_logits=surrogate,
+            extra=extra,
+            mask_domain=MaskDomain.LOG1P,
+        )
 
     def activation_maximisation(
         self, batch: AudioBatch, relevant: torch.Tensor, steps: int

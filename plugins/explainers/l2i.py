@@ -22,9 +22,10 @@ the mask scored by faithfulness metrics is the one a listener hears.
 
 Listenable interpretation: the top-5 components with ``r > threshold``, their soft mask
 ``sum_k w_k h_k / (W H + eps)`` applied to ``log(1 + |X|)`` and mapped back to magnitude
-(``exp(E) - 1``), inverted with the input phase. It is returned as the linear-magnitude
-mask ``M = (exp(E) - 1) / |X|`` so that the host's ``istft(M * X)`` is exactly the
-paper's ``istft((exp(E) - 1) * phase)``.
+(``exp(E) - 1``), inverted with the input phase. The ratio itself is returned as the
+mask, declared in the ``log1p`` domain, so the host's operators
+(:mod:`l2i_bench.perturb`) keep ``expm1(ratio log1p|X|)`` as the paper does and remove
+``expm1((1 - ratio) log1p|X|)`` as the reference ``faithfulness_eval`` does.
 """
 
 from __future__ import annotations
@@ -40,10 +41,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from l2i_bench import hookimpl
-from l2i_bench.audio import log_ratio_to_linear_mask
 from l2i_bench.errors import BenchError
 from l2i_bench.nmf import learn_dictionary
-from l2i_bench.types import AudioBatch, BatchSource, Explainer, ExplainerContext, Explanation, Task
+from l2i_bench.types import (
+    AudioBatch,
+    BatchSource,
+    Explainer,
+    ExplainerContext,
+    Explanation,
+    MaskDomain,
+    Task,
+)
 
 MASK_EPS = 1e-6  # the ratio denominator's epsilon in the authors' code (§4.3)
 ATTENTION_DIM = 256
@@ -180,28 +188,33 @@ def component_mask(
     selected: torch.Tensor,
     domain: str = "log",
 ) -> torch.Tensor:
-    """Linear-magnitude mask (B, F, T) in [0, 1] of the selected components.
+    """The selected components' soft mask ``sum_k w_k h_k / (W H + eps)`` (B, F, T) in
+    [0, 1], and the domain it acts in.
 
-    ``domain="log"`` (the paper): ``E = log1p|X| * sum_k ratio_k`` with
-    ``ratio_k = w_k h_k / (W H + eps)``, then ``M = (exp(E) - 1) / |X|`` (0 where
-    ``|X| = 0``), so ``M * X`` has magnitude ``exp(E) - 1`` and the input phase, as the
-    paper resynthesises it. A ratio below 1 attenuates loud bins far more than quiet
-    ones there (ratio 0.5 keeps 11 % of a bin at |X| = 64 but 37 % of one at |X| = 2),
-    which favours quiet background in energy terms. ``domain="linear"`` applies the
-    same summed ratio to ``|X|`` directly (``M = sum_k ratio_k``), a Wiener-style mask
-    offered so the benchmark can show what the log-domain choice costs.
+    ``domain="log"`` (the paper): the ratio filters ``log1p|X|`` and the interpretation
+    is ``expm1(ratio log1p|X|)`` with the input phase (:data:`MaskDomain.LOG1P`; the
+    reference code removes components the same way, ``expm1((1 - ratio) log1p|X|)``).
+    A ratio below 1 keeps far less of a loud bin than of a quiet one (0.5 keeps 11 % of
+    a bin at |X| = 64, 37 % at |X| = 2) and removes the rest. ``domain="linear"``
+    applies the same ratio to ``|X|`` (a Wiener-style mask), so the benchmark can show
+    what the log-domain choice changes. ``log_magnitude`` is unused (kept for callers).
     """
     full = torch.einsum("fk,bkt->bft", W, H)
     part = torch.einsum("fk,bkt->bft", W, H * selected.unsqueeze(-1).to(H.dtype))
-    ratio = part / (full + MASK_EPS)
-    if domain == "linear":
-        return ratio.clamp(0.0, 1.0)
-    if domain != "log":
-        raise BenchError(
-            f"l2i option mask_domain={domain!r} is not 'log' or 'linear'",
-            "use --option l2i.mask_domain=log (the paper) or linear",
-        )
-    return log_ratio_to_linear_mask(log_magnitude, ratio)
+    ratio = (part / (full + MASK_EPS)).clamp(0.0, 1.0)
+    return ratio, mask_domain_of(domain)
+
+
+def mask_domain_of(option: str) -> MaskDomain:
+    """The perturbation domain of the ``mask_domain`` option (``log`` is the paper's)."""
+    if option == "log":
+        return MaskDomain.LOG1P
+    if option == "linear":
+        return MaskDomain.LINEAR
+    raise BenchError(
+        f"l2i option mask_domain={option!r} is not 'log' or 'linear'",
+        "use --option l2i.mask_domain=log (the paper) or linear",
+    )
 
 
 def fidelity_auprc(surrogate_logits: torch.Tensor, classifier_logits: torch.Tensor) -> float:
@@ -231,7 +244,7 @@ class L2IExplainer(Explainer):
         "activations of a fixed sparse-NMF dictionary; listenable masks of the relevant "
         "components"
     )
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     unit: ClassVar[str] = "NMF component"
     needs_training: ClassVar[bool] = True
     has_surrogate: ClassVar[bool] = True
@@ -460,9 +473,12 @@ class L2IExplainer(Explainer):
         classes = classes.to(self.device).long()
         relevance = relevance_of(z, theta.fc.weight, classes)
         selected = select_components(relevance, self.threshold, self.top_k)
-        mask = component_mask(W, H, batch.log_magnitude.to(self.device), selected, self.mask_domain)
+        mask, domain = component_mask(
+            W, H, batch.log_magnitude.to(self.device), selected, self.mask_domain
+        )
         return Explanation(
             mask=mask,
+            mask_domain=domain,
             relevance=relevance,
             surrogate_logits=surrogate,
             extra={"n_components": selected.sum(1).float()},

@@ -5,7 +5,8 @@ at a glance whether an explainer beats chance. The mask keeps a random set of
 time-frequency bins covering a fixed share of the spectrogram (``option coverage``,
 default 0.2: about the area an L2I interpretation keeps), the relevance is a random
 vector over frames, and its "surrogate" outputs random logits, so the fidelity columns
-show chance level too. All are seeded per clip, so reruns agree.
+show chance level too. All are seeded per clip, so reruns agree. A reference row (with ``oracle``,
+``anti-oracle`` and ``loudest``), the middle of the metric validity check.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class RandomExplainer(Explainer):
     version = "2"
     unit = "STFT frame"
     has_surrogate = True  # a chance-level one: fidelity columns show what chance scores
+    reference = True
 
     def explain(self, batch: AudioBatch, classes: torch.Tensor) -> Explanation:
         coverage = float(self.context.option("coverage", 0.2))

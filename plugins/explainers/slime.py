@@ -1,10 +1,49 @@
-"""SLIME: LIME on 500 ms time segments of the clip (Mishra, Sturm & Dixon, ISMIR 2017).
+"""SLIME: LIME on time, frequency or time-frequency segments of the clip (Mishra, Sturm
+& Dixon, "Local interpretable model-agnostic explanations for music content analysis",
+ISMIR 2017).
 
-The L2I paper's setting (appendix A.7): the clip is cut on the time axis only into
-500 ms segments (ten on a 5 s clip, twenty on 10 s; the last segment takes the leftover
-frames), a neighbourhood of 1000 binary segment masks is classified, a weighted ridge
-surrogate (``alpha = 1``) is fitted on the masks, and at most 5 positive segments are
-kept. Method notes: ``method-vibi-slime-iba.md`` §2 and §5.
+SLIME cuts the input into ``d`` interpretable segments, classifies a neighbourhood of
+binary segment masks, fits a weighted ridge surrogate (``alpha = 1``) on the masks and
+keeps the segments with the largest positive coefficients. The paper defines three
+segmentations, all selectable (``--option slime.segmentation=...``; method notes §2):
+
+* ``temporal``: ``n_t`` time segments (the paper's temporal SLIME, and L2I's setting,
+  appendix A.7: 20 x 500 ms on 10 s clips);
+* ``spectral``: ``n_b`` frequency bands over the whole clip;
+* ``time_frequency`` (**default**): the ``n_b x n_t`` grid of both (the paper's
+  time-frequency SLIME: 4 bands x 6 time segments of a 1.6 s excerpt). Segment ``u``
+  of ``relevance`` is band ``u // n_t`` (low to high) and time segment ``u % n_t``.
+
+Why the grid is the default: it is the only segmentation that can tell *which part of
+the spectrum* at *which moment* the classifier uses. The temporal one keeps whole
+500 ms slices of every frequency (on the 2 s synth clips, 4 segments of which 5 could
+be kept: ~89 % of each clip survived), and the spectral one keeps a band for the whole
+clip; each is the grid's marginal, available by option.
+
+Segment sizes follow the clip's shape (ours: the paper used one excerpt length)
+    Time: ``segment_ms = clamp(duration / 10, 100, 500)`` ms (option ``segment_ms``,
+    ``auto``), so ``n_t = round(duration / segment_ms)``: 10 segments of 200 ms on a
+    2 s clip, 10 x 500 ms on 5 s, 20 x 500 ms on 10 s (L2I's). Ten is SoundLIME's
+    temporal segment count (``n_ss = 10``) and the IJCNN-2020 default; 100 ms is the
+    shortest segment SLIME recommends and 500 ms is L2I's, which keeps a 10 s clip at
+    20 segments. As in ``create_segments`` every segment has ``T // n_t`` frames and
+    the last one also takes the leftover frames.
+    Frequency: ``bands`` (4, the paper's count) groups of consecutive mel bands of
+    the classifier's 128, each linear STFT bin going to the group holding most of its
+    filterbank weight (DC, in no filter, joins the lowest): 0-1.0, 1.0-2.8, 2.8-7.8
+    and 7.8-22.05 kHz. Equal on the mel scale, the scale the classifier (and the
+    paper's 80-band input) sees.
+    Segment counts, defaults: ``time_frequency`` 40 / 40 / 80 on 2 / 5 / 10 s clips,
+    ``temporal`` 10 / 10 / 20, ``spectral`` 4.
+
+How many are kept: a share of the segments (ours; the paper and L2I kept a fixed
+count): ``keep = round_half_up(keep_share * d)``, at least 1, and only positive
+coefficients (LIME's ``positive_only``; none positive keeps nothing). Default
+``keep_share``: 1/8 on the grid, the paper's time-frequency setting (top 3 of 24
+segments), so 5 of 40 cells on 2 s and 5 s clips and 10 of 80 on 10 s; 1/4 for the
+one-axis segmentations, L2I's temporal setting (5 of 20). A fixed count does not
+transfer across clip lengths: 5 of L2I's 20 segments is a quarter of a 10 s clip but
+all of a 2 s one.
 
 What captum does and what is ours
     :class:`captum.attr.Lime` runs the LIME loop: it draws the neighbourhood from our
@@ -23,46 +62,54 @@ What captum does and what is ours
     receives) and the forward function builds the audio from it.
 
 Perturbation domain: the waveform
-    An "off" segment is silenced in the *waveform* (with the same 10 ms cross-fades as
-    the listenable output), and the classifier sees the log-mel recomputed from that
-    audio. Reasons: (1) zero is silence only in the waveform (or the linear STFT);
-    zeroing dB log-mel values inserts an arbitrary level, and LIME's answer depends
-    on that fill (the subject of Mishra et al.'s IJCNN 2020 follow-up, notes §2.5);
-    (2) the benchmark's mask metrics score a mask the same way, by resynthesising
-    the kept audio and recomputing the front end, so the surrogate explains exactly
-    the operation that faithfulness metrics apply; (3) it is what SoundLIME's
-    temporal explainer did. The cost is one STFT + mel per perturbation, small next
-    to the CNN.
+    The clip is split once into ``d`` audio pieces that sum to the clip: band ``b``'s
+    signal ``y_b = istft(B_b X)`` (``B_b`` the band's binary bin mask; the clip itself
+    for ``temporal``) times time segment ``t``'s window ``w_t`` (a gate with 10 ms
+    cross-fades at the borders). A neighbourhood mask ``z`` sounds as
+    ``sum_u z_u piece_u`` (one matrix product per batch) and the classifier sees the
+    log-mel recomputed from that audio. Reasons: (1) zero is silence only in the
+    waveform (or the linear STFT); zeroing dB log-mel values inserts an arbitrary
+    level, and LIME's answer depends on that fill (the subject of Mishra et al.'s
+    IJCNN 2020 follow-up, notes §2.5); (2) the benchmark's mask metrics score a mask
+    the same way, by resynthesising the kept audio and recomputing the front end, so
+    the surrogate explains the operation that faithfulness metrics apply; (3) it is
+    what SoundLIME's temporal explainer did. The paper's time-frequency SLIME zeroed
+    standardised log-mel cells instead (reason 1 is why we do not).
 
-    The returned ``mask`` is the same gate read at the STFT frame centres (frame
-    ``n`` is centred on sample ``n * 512``); segment borders fall half-way between
-    frame centres and the fades are shorter than half a hop, so the mask is exactly
-    the binary time gate of the kept segments and ``istft(mask * X)`` is the gated
-    audio up to the fades.
+    The returned ``mask`` (a linear gain, :class:`~l2i_bench.types.MaskDomain`
+    ``LINEAR``) is the kept cells' band bins times their time gate read at the STFT
+    frame centres (frame ``n`` is centred on sample ``n * 512``); segment borders fall
+    half-way between frame centres and the fades are shorter than half a hop, so the
+    mask is binary and ``istft(mask * X)`` is the kept audio up to the fades and the
+    STFT window's overlap at time borders.
 
 Deviations from the reference code (recorded as ours)
     The ridge is fitted on all segments (no LIME forward selection), so ``relevance``
-    holds one coefficient per segment; the kept segments are the ``max_segments``
-    largest *positive* coefficients (LIME's ``positive_only``). If none is positive,
-    nothing is kept and the mask is all zeros. For multilabel data the target is the
-    sigmoid probability of the explained class (softmax probability for multiclass).
+    holds one coefficient per segment. For multilabel data the target is the sigmoid
+    probability of the explained class (softmax probability for multiclass).
 
 Cost per clip
-    ``samples`` (1000) classifier forward passes in batches of
-    ``perturbations_per_eval``, the same number of STFT + log-mel computations, no
-    backward pass, and one ``d x d`` ridge solve. No training. Measured on a busy
-    2-core CPU, 5 s clip, KumarCNN width 0.125: 37.0 s per clip against 36.5 s for
-    the same 1000 gated waveforms -> log-mel -> forward alone (min of 3, ~1 %);
-    captum's loop, the kernel and the ridge cost ~0.1-0.2 s per clip.
+    ``samples`` classifier forward passes (1000; 300 on synth, per-dataset option) in
+    batches of ``perturbations_per_eval``, the same number of STFT + log-mel
+    computations, no backward pass, one ``d x d`` ridge solve, and ``bands`` inverse
+    STFTs plus a ``(samples x d) @ (d x L)`` mixing product to build the audio (d L
+    floats of pieces: 14 MB on a 2 s clip, 141 MB on 10 s). No training. The forward
+    passes dominate: on a busy 2-core CPU, 5 s clip, KumarCNN width 0.125, 1000
+    samples took 37.0 s against 36.5 s for the 1000 gated waveforms -> log-mel ->
+    forward alone (temporal, 10 segments); captum's loop, the kernel and the ridge cost
+    ~0.1-0.2 s per clip. The grid's extra cost (more pieces to mix, 4 inverse STFTs)
+    is MEASURED_GRID.
 
-Options (``--option slime.KEY=VALUE``): ``samples`` (1000), ``segment_ms`` (500),
-``max_segments`` (5), ``kernel_width`` (0.25), ``ridge_alpha`` (1.0),
-``perturbations_per_eval`` (100), ``fade_ms`` (10).
+Options (``--option slime.KEY=VALUE``): ``segmentation`` (time_frequency), ``samples``
+(1000), ``segment_ms`` (auto), ``bands`` (4), ``keep_share`` (0.125 on the grid, 0.25
+otherwise), ``kernel_width`` (0.25), ``ridge_alpha`` (1.0), ``perturbations_per_eval``
+(100), ``fade_ms`` (10).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -75,11 +122,29 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from l2i_bench import hookimpl
-from l2i_bench.audio import HOP_LENGTH, SAMPLE_RATE
+from l2i_bench.audio import HOP_LENGTH, N_MELS, SAMPLE_RATE
 from l2i_bench.errors import BenchError
 from l2i_bench.types import AudioBatch, Explainer, ExplainerContext, Explanation
 
+SEGMENTATIONS = ("temporal", "spectral", "time_frequency")
+DEFAULT_SEGMENTATION = "time_frequency"
+TIME_SEGMENTS = 10  # SoundLIME's temporal n_ss and the IJCNN-2020 --n_seg
+MIN_SEGMENT_MS = 100.0  # the shortest segment SLIME recommends (L2I appendix A.7)
+MAX_SEGMENT_MS = 500.0  # L2I's segment: 20 on a 10 s clip
+DEFAULT_BANDS = 4  # the paper's time-frequency SLIME: 4 bands of 20 of its 80 mel bands
+DEFAULT_KEEP_SHARE = {
+    "time_frequency": 0.125,  # the paper's time-frequency setting: top 3 of 24
+    "temporal": 0.25,  # L2I: at most 5 of 20
+    "spectral": 0.25,  # one of the 4 bands
+}
+
 # ------------------------------------------------------------------ segmentation
+
+
+def auto_segment_ms(num_samples: int) -> float:
+    """The time segment for a clip: a tenth of it, within [100, 500] ms (see module)."""
+    duration_ms = 1000.0 * num_samples / SAMPLE_RATE
+    return min(MAX_SEGMENT_MS, max(MIN_SEGMENT_MS, duration_ms / TIME_SEGMENTS))
 
 
 def segment_bounds(num_samples: int, num_frames: int, segment_ms: float = 500.0) -> list[int]:
@@ -125,6 +190,57 @@ def frame_gate(windows: torch.Tensor, num_frames: int) -> torch.Tensor:
     """The windows read at the STFT frame centres ``n * hop``: ``(d, T)``."""
     centres = (torch.arange(num_frames) * HOP_LENGTH).clamp(max=windows.shape[1] - 1)
     return windows[:, centres]
+
+
+def band_bins(mel_basis: torch.Tensor, bands: int) -> torch.Tensor:
+    """Binary ``(bands, F)`` partition of the linear STFT bins into frequency bands.
+
+    Band ``b`` is the ``b``-th group of ``M / bands`` consecutive mel bands (equal
+    widths on the classifier's mel scale); a bin joins the group holding most of its
+    filterbank weight, so a band silences what the classifier reads as those mel
+    bands. Bins in no filter (DC) join the nearest covered bin's band.
+    """
+    mels, freqs = mel_basis.shape
+    if bands < 1 or mels % bands:
+        raise BenchError(
+            f"slime option bands={bands} must divide the {mels} mel bands",
+            f"pass a divisor of {mels} with --option slime.bands=... (e.g. 4)",
+        )
+    weight = mel_basis.t().clamp_min(0.0).reshape(freqs, bands, mels // bands).sum(-1)
+    covered = torch.nonzero(weight.sum(1) > 0).squeeze(1)
+    bins = torch.arange(freqs, device=weight.device)
+    nearest = covered[(bins[:, None] - covered[None, :]).abs().argmin(1)]
+    owner = weight[nearest].argmax(1)
+    return torch.nn.functional.one_hot(owner, bands).t().float()
+
+
+def segment_grid(
+    segmentation: str, num_samples: int, segment_ms: float | None, bands: int
+) -> tuple[int, int]:
+    """``(n_b, n_t)``: the bands and time segments a clip of ``num_samples`` gets."""
+    frames = 1 + num_samples // HOP_LENGTH
+    segment_ms = auto_segment_ms(num_samples) if segment_ms is None else segment_ms
+    n_t = len(segment_bounds(num_samples, frames, segment_ms)) - 1
+    return (
+        1 if segmentation == "temporal" else bands,
+        1 if segmentation == "spectral" else n_t,
+    )
+
+
+def count_segments(
+    num_samples: int,
+    segmentation: str = DEFAULT_SEGMENTATION,
+    segment_ms: float | None = None,
+    bands: int = DEFAULT_BANDS,
+) -> int:
+    """How many segments a clip of ``num_samples`` gets with these settings."""
+    n_b, n_t = segment_grid(segmentation, num_samples, segment_ms, bands)
+    return n_b * n_t
+
+
+def keep_count(num_segments: int, keep_share: float) -> int:
+    """The cap on kept segments: ``keep_share`` of them, halves rounded up, at least 1."""
+    return max(1, min(num_segments, math.floor(keep_share * num_segments + 0.5)))
 
 
 # ------------------------------------------------------------- LIME components
@@ -200,25 +316,43 @@ def _identity_transform(sample: torch.Tensor, _inputs: Any, **_: Any) -> torch.T
 
 
 class SlimeExplainer(Explainer):
-    """LIME on 500 ms time segments (SLIME), built on :class:`captum.attr.Lime`."""
+    """LIME on time, frequency or time-frequency segments (SLIME), built on
+    :class:`captum.attr.Lime`."""
 
     name = "slime"
-    description = "SLIME: LIME on 500 ms time segments (ridge surrogate, <= 5 segments kept)"
-    version = "1"
-    unit = "time segment"
+    description = (
+        "SLIME: LIME on a time x mel-band grid of segments (or time or bands alone), "
+        "ridge surrogate, a share of the segments kept"
+    )
+    version = "2"
+    unit = "segment"
     needs_training = False
     has_surrogate = False
 
     def __init__(self, context: ExplainerContext) -> None:
         super().__init__(context)
-        self._windows: dict[tuple[Any, ...], torch.Tensor] = {}
+        self._layout: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def _settings(self) -> dict[str, Any]:
         opt = self.context.option
+        segmentation = str(opt("segmentation", DEFAULT_SEGMENTATION)).strip().lower()
+        segmentation = segmentation.replace("-", "_")
+        if segmentation not in SEGMENTATIONS:
+            raise BenchError(
+                f"slime option segmentation={segmentation!r} is not one of {SEGMENTATIONS}",
+                "pass --option slime.segmentation=temporal|spectral|time_frequency",
+            )
+        raw_ms = str(opt("segment_ms", "auto")).strip().lower()
+        try:
+            segment_ms = None if raw_ms == "auto" else float(raw_ms)
+        except ValueError:
+            segment_ms = math.nan
         settings = {
+            "segmentation": segmentation,
             "samples": int(opt("samples", 1000)),
-            "segment_ms": float(opt("segment_ms", 500.0)),
-            "max_segments": int(opt("max_segments", 5)),
+            "segment_ms": segment_ms,
+            "bands": int(opt("bands", DEFAULT_BANDS)),
+            "keep_share": float(opt("keep_share", DEFAULT_KEEP_SHARE[segmentation])),
             "kernel_width": float(opt("kernel_width", 0.25)),
             "ridge_alpha": float(opt("ridge_alpha", 1.0)),
             "perturbations_per_eval": int(opt("perturbations_per_eval", 100)),
@@ -226,8 +360,9 @@ class SlimeExplainer(Explainer):
         }
         checks = [
             ("samples", settings["samples"] >= 2),
-            ("segment_ms", settings["segment_ms"] > 0),
-            ("max_segments", settings["max_segments"] >= 1),
+            ("segment_ms", segment_ms is None or segment_ms > 0),
+            ("bands", settings["bands"] >= 1 and N_MELS % settings["bands"] == 0),
+            ("keep_share", 0.0 < settings["keep_share"] <= 1.0),
             ("kernel_width", settings["kernel_width"] > 0),
             ("ridge_alpha", settings["ridge_alpha"] >= 0),
             ("perturbations_per_eval", settings["perturbations_per_eval"] >= 1),
@@ -238,9 +373,28 @@ class SlimeExplainer(Explainer):
                 raise BenchError(
                     f"slime option {key}={settings[key]} is out of range",
                     f"pass a valid value with --option slime.{key}=... (see `l2i-bench "
-                    "explainers` for the defaults)",
+                    "plugins` and the module docstring for the defaults)",
                 )
         return settings
+
+    def _segment_layout(
+        self, cfg: dict[str, Any], num_samples: int, num_frames: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(bins (n_b, F), windows (n_t, L), gates (n_t, T))`` for this clip shape,
+        cached: every batch of a dataset has the same length."""
+        n_b, n_t = segment_grid(cfg["segmentation"], num_samples, cfg["segment_ms"], cfg["bands"])
+        fade = round(cfg["fade_ms"] * SAMPLE_RATE / 1000.0)
+        key = (num_samples, num_frames, n_b, n_t, fade, str(device))
+        if key not in self._layout:
+            segment_ms = cfg["segment_ms"] or auto_segment_ms(num_samples)
+            bounds = (
+                segment_bounds(num_samples, num_frames, segment_ms) if n_t > 1 else [0, num_frames]
+            )
+            windows = segment_windows(num_samples, bounds, fade)
+            bins = band_bins(self.context.front_end.mel_basis.cpu(), n_b)
+            gates = frame_gate(windows, num_frames)
+            self._layout = {key: (bins.to(device), windows.to(device), gates.to(device))}
+        return self._layout[key]
 
     def explain(self, batch: AudioBatch, classes: torch.Tensor) -> Explanation:
         cfg = self._settings()
@@ -248,15 +402,11 @@ class SlimeExplainer(Explainer):
         classifier = self.context.classifier
         device = batch.waveform.device
         rows, num_samples = batch.waveform.shape
-        num_freqs, num_frames = batch.spec.shape[1:]
-        bounds = segment_bounds(num_samples, num_frames, cfg["segment_ms"])
-        d = len(bounds) - 1
-        fade = round(cfg["fade_ms"] * SAMPLE_RATE / 1000.0)
-        key = (num_samples, tuple(bounds), fade, str(device))
-        if key not in self._windows:  # every batch of a dataset has the same length
-            self._windows = {key: segment_windows(num_samples, bounds, fade).to(device)}
-        windows = self._windows[key]  # (d, L)
-        gates_at_frames = frame_gate(windows, num_frames)  # (d, T)
+        num_frames = batch.spec.shape[2]
+        bins, windows, gates_at_frames = self._segment_layout(cfg, num_samples, num_frames, device)
+        n_b, n_t = bins.shape[0], windows.shape[0]
+        d = n_b * n_t
+        keep = keep_count(d, cfg["keep_share"])
 
         # the kernel depends on the mask only through its size: a table, not a
         # tensor computation per sample inside captum's loop
@@ -271,6 +421,7 @@ class SlimeExplainer(Explainer):
         r2 = torch.zeros(rows)
         local_error = torch.zeros(rows)
         intercept = torch.zeros(rows)
+        kept_audio = torch.zeros_like(batch.waveform)
         for row in tqdm(
             range(rows),
             desc="slime",
@@ -280,8 +431,13 @@ class SlimeExplainer(Explainer):
         ):
             cls = int(classes[row])
             wave = batch.waveform[row]
-
-            pieces = windows * wave  # (d, L): the clip's faded segments
+            if n_b == 1:
+                band_waves = wave.view(1, -1)
+            else:  # istft is linear: the band signals sum to the clip
+                spec = batch.spec[row].to(device)
+                band_waves = front_end.istft(bins.to(spec.dtype)[:, :, None] * spec, num_samples)
+            # (d, L), band-major: the clip's faded segments of each band
+            pieces = (band_waves[:, None, :] * windows[None, :, :]).reshape(d, num_samples)
 
             def forward(masks: torch.Tensor, pieces: torch.Tensor = pieces, cls: int = cls):
                 # masks: (k, d) binary, on the CPU (captum's interpretable space)
@@ -323,23 +479,22 @@ class SlimeExplainer(Explainer):
             )
             coef = coef.detach().float().view(-1).cpu()
             relevance[row] = coef
-            order = torch.argsort(coef, descending=True)[: cfg["max_segments"]]
+            order = torch.argsort(coef, descending=True)[:keep]
             order = order[coef[order] > 0]
             kept[row, order] = 1.0
+            kept_audio[row] = kept[row].to(device=device, dtype=pieces.dtype) @ pieces
             r2[row] = surrogate.r2
             intercept[row] = surrogate.intercept
             local_error[row] = abs(
                 surrogate.intercept + float(coef.sum()) - surrogate.instance_output
             )
 
-        kept_dev = kept.to(device)
-        gate = kept_dev @ windows  # (B, L)
-        frame_mask = (kept_dev @ gates_at_frames).clamp(0.0, 1.0)  # (B, T)
-        mask = frame_mask[:, None, :].expand(rows, num_freqs, num_frames).contiguous()
+        cells = kept.to(device).view(rows, n_b, n_t)
+        mask = torch.einsum("rbt,bf,tn->rfn", cells, bins, gates_at_frames).clamp(0.0, 1.0)
         return Explanation(
-            mask=mask,
+            mask=mask.contiguous(),
             relevance=relevance.to(device),
-            waveform=batch.waveform * gate,
+            waveform=kept_audio,
             extra={
                 "r2": r2,
                 "local_error": local_error,
@@ -349,20 +504,19 @@ class SlimeExplainer(Explainer):
         )
 
 
-def count_segments(num_samples: int, segment_ms: float = 500.0) -> int:
-    """How many segments a clip of ``num_samples`` gets (10 for 5 s, 20 for 10 s)."""
-    frames = 1 + num_samples // HOP_LENGTH
-    return len(segment_bounds(num_samples, frames, segment_ms)) - 1
-
-
 __all__ = [
+    "SEGMENTATIONS",
     "SlimeExplainer",
     "WeightedRidge",
+    "auto_segment_ms",
+    "band_bins",
     "cosine_kernel",
     "count_segments",
     "frame_gate",
+    "keep_count",
     "neighbourhood",
     "segment_bounds",
+    "segment_grid",
     "segment_windows",
 ]
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 from l2i_bench import hookimpl
 
 from .complexity import MaskComplexity, RelevanceComplexity
+from .coverage import MaskCoverage
 from .curves import DeletionInsertion
 from .faithfulness import Faithfulness
 from .fidelity import FidelityAUPRC, FidelityTopK
 from .ground_truth import GroundTruthLocalisation
 from .lmac import LMac, LMacMulticlass
 from .quality import ClassifierAccuracy, ClassifierAUPRC
+from .sanity import SanityCheck
 from .timing import Timing
 
 METRICS = (
@@ -29,8 +31,10 @@ METRICS = (
     LMacMulticlass,
     DeletionInsertion,
     GroundTruthLocalisation,
+    MaskCoverage,
     MaskComplexity,
     RelevanceComplexity,
+    SanityCheck,
     Timing,
 )
 

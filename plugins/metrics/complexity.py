@@ -1,7 +1,13 @@
 """Complexity of an explanation: how concentrated it is (Quantus Sparseness/Complexity,
-as the L-MAC evaluation uses them). Gini index: 0 = flat, towards 1 = a few bins;
-entropy (nats) of the normalised absolute values: low = concentrated. Both are
-scale-free, averaged over rows; all-zero rows are left out, as SpeechBrain does."""
+as the L-MAC evaluation uses them). Gini index of the max-normalised absolute values
+(Quantus defaults): 0 = flat, towards 1 = a few bins; entropy (nats) of the normalised
+absolute values: low = concentrated. Both are scale-free, averaged over rows; all-zero
+rows are left out, as SpeechBrain does.
+
+The relevance columns are descriptive only (direction NEUTRAL): each explainer scores
+its own units (4 to 336 of them: NMF components, attributes, B4 cells), and both
+statistics depend on how many units there are (the entropy's maximum is ``ln d``), so
+a higher or lower value is not better across explainers."""
 
 from __future__ import annotations
 
@@ -24,7 +30,9 @@ class MaskComplexity(Metric):
     description = "Gini sparseness and entropy of the time-frequency mask"
     reference = "Chalasani et al. 2020 (Sparseness), Bhatt et al. 2020 (Complexity); Quantus"
     columns = (
-        Column("mask_gini", Direction.HIGHER, "index", "Gini of |M|+1e-7 over F x T bins, mean"),
+        Column(
+            "mask_gini", Direction.HIGHER, "index", "Gini of |M|/max|M|+1e-7 over F x T bins, mean"
+        ),
         Column("mask_entropy", Direction.LOWER, "nats", "entropy of |M|/sum|M| over F x T, mean"),
     )
 
@@ -43,15 +51,17 @@ class RelevanceComplexity(Metric):
     columns = (
         Column(
             "relevance_gini",
-            Direction.HIGHER,
+            Direction.NEUTRAL,
             "index",
-            "Gini of |r|+1e-7 over the explainer's units (differ across explainers), mean",
+            "Gini of |r|/max|r|+1e-7 over the explainer's own units, mean; descriptive, "
+            "not ranked: units and their number (4 to 336) differ across explainers",
         ),
         Column(
             "relevance_entropy",
-            Direction.LOWER,
+            Direction.NEUTRAL,
             "nats",
-            "entropy of |r|/sum|r| over the explainer's units (differ across explainers), mean",
+            "entropy of |r|/sum|r| over the explainer's own units, mean; descriptive, "
+            "not ranked: units and their number (max ln d) differ across explainers",
         ),
     )
 

@@ -1,12 +1,21 @@
 """Deletion and insertion curves (Petsiuk et al. 2018, RISE), on the STFT grid.
 
 Each row's time-frequency bins are ranked by mask value (ties broken by a seeded
-random order). Deletion removes the top 0 %, 10 %, ..., 100 % of bins from the clip
-(binary mask set to 0 there); insertion keeps only them. Each step's input is
-resynthesised with the input phase and the explained class's probability is read; the
-area under that curve over the removed/kept fraction in [0, 1] (trapezoid, 11 points)
-is averaged over rows. Endpoints need no resynthesis: deletion starts at the clip's
-own probability and ends on silence, insertion the reverse.
+random order). Deletion removes the top-ranked share of bins from the clip (a binary
+mask set to 0 there, the same in every mask domain); insertion keeps only them. Each
+step's input is resynthesised with the input phase and the explained class's
+probability is read. Endpoints need no resynthesis: deletion starts at the clip's own
+probability and ends on silence, insertion the reverse.
+
+What is ours: the steps. RISE used even steps; on audio a sound event often fills a
+few per cent of the bins, so at 10 % steps a random ranking has already kept (or
+removed) enough of every event for the classifier, and the curves of a true and a
+random ranking were indistinguishable on synth (insertion 0.638 for an oracle ranking
+against 0.575 random). The steps are therefore log-spaced at the start,
+:data:`FRACTIONS` = 0, 0.5, 1, 2, 5, 10, 20, 50, 100 % of bins, and the area is taken
+with every step weighted equally (trapezoid over the step index, normalised to
+[0, 1]), so the first few per cent, where explanations differ, carry the score.
+Cost: 2 x 7 classifier passes (each one ISTFT + STFT) per explained row.
 """
 
 from __future__ import annotations
@@ -16,34 +25,38 @@ import torch
 from tqdm.auto import tqdm
 
 from l2i_bench import scores
-from l2i_bench.types import Column, Direction, Evaluation, Metric
+from l2i_bench.types import Column, Direction, Evaluation, Metric, RowValues
 
 from . import _common
 
-STEPS = 10
+FRACTIONS: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""Shares of bins removed (deletion) or kept (insertion) at each step."""
 
 
-def step_masks(ranks: torch.Tensor, shape: torch.Size, step: int, insert: bool) -> torch.Tensor:
-    """Binary masks ``shape`` keeping (``insert``) or removing the top ``step/STEPS``
-    share of bins by rank."""
-    top = ranks < round(step / STEPS * ranks.shape[1])
+def step_masks(
+    ranks: torch.Tensor, shape: torch.Size, fraction: float, insert: bool
+) -> torch.Tensor:
+    """Binary masks ``shape`` keeping (``insert``) or removing the top ``fraction`` of
+    bins by rank."""
+    top = ranks < round(fraction * ranks.shape[1])
     keep = top if insert else ~top
     return keep.float().view(shape)
 
 
 def explained_curves(evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray]:
-    """Deletion and insertion probability curves ``(R, STEPS + 1)`` of every row."""
+    """Deletion and insertion probability curves ``(R, len(FRACTIONS))`` of every row."""
     ex = evaluation.explanations
     rows_total = len(ex.rows)
+    last = len(FRACTIONS) - 1
     p_full = _common.explained(
         _common.probabilities(evaluation, _common.original_logits(evaluation)), ex.classes
     )
     p_silent = _common.probabilities(evaluation, _common.silence_logits(evaluation))[0]
     p_silent = p_silent[ex.classes.long().cpu()]
-    deletion = np.zeros((rows_total, STEPS + 1))
-    insertion = np.zeros((rows_total, STEPS + 1))
-    deletion[:, 0], deletion[:, STEPS] = p_full.numpy(), p_silent.numpy()
-    insertion[:, 0], insertion[:, STEPS] = p_silent.numpy(), p_full.numpy()
+    deletion = np.zeros((rows_total, len(FRACTIONS)))
+    insertion = np.zeros((rows_total, len(FRACTIONS)))
+    deletion[:, 0], deletion[:, last] = p_full.numpy(), p_silent.numpy()
+    insertion[:, 0], insertion[:, last] = p_silent.numpy(), p_full.numpy()
     gen = evaluation.generator("deletion_insertion")
     chunk = _common.CHUNK
     starts = range(0, rows_total, chunk)
@@ -52,9 +65,9 @@ def explained_curves(evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray]:
         rows = ex.rows[start : start + chunk]
         classes = ex.classes[start : start + chunk]
         ranks = scores.relevance_ranks(mask, gen)
-        for step in range(1, STEPS):
+        for step in range(1, last):
             for insert, curve in ((False, deletion), (True, insertion)):
-                masks = step_masks(ranks, mask.shape, step, insert)
+                masks = step_masks(ranks, mask.shape, FRACTIONS[step], insert)
                 logits = _common.masked_logits(evaluation, masks, rows)
                 probs = _common.probabilities(evaluation, logits)
                 curve[start : start + chunk, step] = _common.explained(probs, classes).numpy()
@@ -65,25 +78,30 @@ class DeletionInsertion(Metric):
     name = "deletion_insertion"
     description = "Area under the explained-class probability as top-ranked bins are removed/added"
     reference = "Petsiuk et al. 2018 (RISE) deletion/insertion, on STFT bins ranked by mask"
-    _how = "11 steps of 10% of STFT bins ranked by mask value, resynthesised; trapezoid, mean"
+    version = "2"
+    _how = (
+        "STFT bins ranked by mask value, steps 0,0.5,1,2,5,10,20,50,100% of bins, binary "
+        "masks resynthesised; area with equal weight per step; row mean"
+    )
     columns = (
         Column(
             "deletion_auc",
             Direction.LOWER,
-            "probability x fraction",
+            "probability x step",
             f"deletion: remove top-ranked bins; {_how}",
         ),
         Column(
             "insertion_auc",
             Direction.HIGHER,
-            "probability x fraction",
-            f"insertion: keep only top-ranked bins; {_how}",
+            "probability x step",
+            f"insertion: keep only top-ranked bins (silence elsewhere); {_how}",
         ),
     )
 
-    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+    def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
         deletion, insertion = explained_curves(evaluation)
+        keys = _common.row_keys(evaluation)
         return {
-            "deletion_auc": float(scores.curve_area(deletion).mean()),
-            "insertion_auc": float(scores.curve_area(insertion).mean()),
+            "deletion_auc": RowValues.of(keys, scores.curve_area(deletion)),
+            "insertion_auc": RowValues.of(keys, scores.curve_area(insertion)),
         }

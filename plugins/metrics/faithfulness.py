@@ -1,88 +1,130 @@
 """Faithfulness (FF): does removing what the explanation points at hurt the decision?
 
-The masked-out input ``(1 - M) * X`` (input phase, resynthesised, features recomputed)
-goes through the classifier, and the drop of the explained class's probability and
-logit is summarised by its median over explained rows, as the L2I code reports it
-(L2I notes §5.2). The L2I code removes NMF components in the log-magnitude domain;
-here every explainer is scored on its linear-magnitude mask, so the number is the same
-definition for all of them.
+The explanation is removed from the input by the operator of its own mask domain
+(:mod:`l2i_bench.perturb`): ``(1 - M)|X|`` for linear masks, ``expm1((1 - M)
+log1p|X|)`` for L2I's and FLINT's ``log1p``-domain masks, exactly as the L2I code's
+``faithfulness_eval`` removes relevant components (L2I notes §5.2); the result is
+resynthesised with the input phase and re-featurised. The drop of the explained class's
+probability and logit is summarised by its median over explained rows, as the L2I code
+reports it; the ``variant`` text names the operator of the cell.
 
-The control removes a random region of equal size: each row's own mask values moved
-to random bins (:func:`l2i_bench.scores.shuffled_masks`), so the number of masked bins,
-the mask histogram and the total mask energy match the explanation exactly, and only
-the placement differs. The ``_minus_random`` columns are the difference of the two
-medians: positive when the explanation removes more than chance does.
+Two controls remove the *same energy* as the explanation (coverage-matched, per row,
+with binary masks that mean the same in every domain):
+
+* ``ff_random_*``: random time-frequency patches grown until the removed energy matches
+  (:func:`l2i_bench.perturb.matched_random_masks`). A mask that removes much energy
+  hurts any classifier; only the gap to this control says the *placement* mattered.
+* ``ff_loudest_*``: the loudest bins removed until the energy matches
+  (:func:`l2i_bench.perturb.loudest_masks`): the naive "the sound is where it is loud"
+  explanation at the explanation's own coverage.
+
+``_minus_random`` / ``_minus_loudest`` are medians of the per-row paired differences.
+Cost: three classifier passes per explained row (explanation, random, loudest), each
+with one ISTFT + STFT.
 """
 
 from __future__ import annotations
 
-from l2i_bench import scores
-from l2i_bench.types import Column, Direction, Evaluation, Metric
+from l2i_bench import perturb
+from l2i_bench.types import Column, Direction, Evaluation, Metric, RowValues
 
 from . import _common
 
 PROB = "classifier.probabilities (softmax multiclass / sigmoid multilabel)"
+OPERATOR = "removal by the explanation's mask-domain operator: (1-M)|X| or expm1((1-M)log1p|X|)"
+MATCHED = "removing the same energy per row as the explanation (binary mask)"
 
 
 class Faithfulness(Metric):
     name = "faithfulness"
     description = "Median drop of the explained class when the explanation is removed"
     reference = "Parekh et al. 2022 (L2I) code faithfulness_eval; L2I notes §5.2"
+    version = "2"
     columns = (
         Column(
             "ff_prob_drop",
             Direction.HIGHER,
             "probability",
-            f"median of p_c(X) - p_c((1-M)X) over explained rows, {PROB}",
+            f"median of p_c(X) - p_c(X without M) over explained rows, {OPERATOR}; {PROB}",
         ),
         Column(
             "ff_logit_drop",
             Direction.HIGHER,
             "logit",
-            "median of f_c(X) - f_c((1-M)X) over explained rows",
+            f"median of f_c(X) - f_c(X without M) over explained rows, {OPERATOR}",
         ),
         Column(
             "ff_random_prob_drop",
             Direction.NEUTRAL,
             "probability",
-            "as ff_prob_drop with each row's mask values shuffled over random bins",
-        ),
-        Column(
-            "ff_random_logit_drop",
-            Direction.NEUTRAL,
-            "logit",
-            "as ff_logit_drop with each row's mask values shuffled over random bins",
+            f"as ff_prob_drop for random time-frequency patches {MATCHED}",
         ),
         Column(
             "ff_prob_drop_minus_random",
             Direction.HIGHER,
             "probability",
-            "ff_prob_drop - ff_random_prob_drop (difference of medians)",
+            "median over rows of (ff_prob_drop - ff_random_prob_drop), paired per row",
         ),
         Column(
             "ff_logit_drop_minus_random",
             Direction.HIGHER,
             "logit",
-            "ff_logit_drop - ff_random_logit_drop (difference of medians)",
+            "median over rows of (ff_logit_drop - random patches' logit drop), paired per row",
+        ),
+        Column(
+            "ff_loudest_prob_drop",
+            Direction.NEUTRAL,
+            "probability",
+            f"as ff_prob_drop for the loudest bins {MATCHED}",
+        ),
+        Column(
+            "ff_prob_drop_minus_loudest",
+            Direction.HIGHER,
+            "probability",
+            "median over rows of (ff_prob_drop - ff_loudest_prob_drop), paired per row: "
+            "> 0 when the explanation beats 'the loudest bins' at equal coverage",
         ),
     )
 
-    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+    def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
         ex = evaluation.explanations
+        keys = _common.row_keys(evaluation)
         original = _common.original_logits(evaluation)
         p_orig = _common.explained(_common.probabilities(evaluation, original), ex.classes)
         f_orig = _common.explained(original, ex.classes)
-        random_mask = scores.shuffled_masks(ex.mask, evaluation.generator("faithfulness"))
-        out: dict[str, float] = {}
-        for prefix, mask in (("ff", ex.mask), ("ff_random", random_mask)):
-            logits = _common.masked_logits(evaluation, 1.0 - mask, ex.rows, desc=prefix)
+        specs = _common.row_specs(evaluation)
+        removed_share = 1.0 - perturb.remaining_share(specs, ex.mask, ex.mask_domain)
+        controls = {
+            "ff": (ex.mask, ex.mask_domain),
+            "ff_random": (
+                perturb.matched_random_masks(
+                    specs, removed_share, evaluation.generator("faithfulness")
+                ),
+                "linear",
+            ),
+            "ff_loudest": (perturb.loudest_masks(specs, removed_share), "linear"),
+        }
+        p_drop, f_drop = {}, {}
+        for prefix, (mask, domain) in controls.items():
+            logits = _common.masked_logits(
+                evaluation, mask, ex.rows, domain=domain, remove=True, desc=prefix
+            )
             p = _common.explained(_common.probabilities(evaluation, logits), ex.classes)
-            out[f"{prefix}_prob_drop"] = scores.median_drop(p_orig, p)
-            out[f"{prefix}_logit_drop"] = scores.median_drop(
-                f_orig, _common.explained(logits, ex.classes)
-            )
-        for unit in ("prob", "logit"):
-            out[f"ff_{unit}_drop_minus_random"] = (
-                out[f"ff_{unit}_drop"] - out[f"ff_random_{unit}_drop"]
-            )
-        return out
+            p_drop[prefix] = p_orig - p
+            f_drop[prefix] = f_orig - _common.explained(logits, ex.classes)
+        med = "median"
+        return {
+            "ff_prob_drop": RowValues.of(keys, p_drop["ff"], med),
+            "ff_logit_drop": RowValues.of(keys, f_drop["ff"], med),
+            "ff_random_prob_drop": RowValues.of(keys, p_drop["ff_random"], med),
+            "ff_prob_drop_minus_random": RowValues.of(
+                keys, p_drop["ff"] - p_drop["ff_random"], med
+            ),
+            "ff_logit_drop_minus_random": RowValues.of(
+                keys, f_drop["ff"] - f_drop["ff_random"], med
+            ),
+            "ff_loudest_prob_drop": RowValues.of(keys, p_drop["ff_loudest"], med),
+            "ff_prob_drop_minus_loudest": RowValues.of(
+                keys, p_drop["ff"] - p_drop["ff_loudest"], med
+            ),
+        }

@@ -48,7 +48,13 @@ class FidelityTopK(_SurrogateMetric):
 
 class FidelityAUPRC(_SurrogateMetric):
     """Surrogate scores ranked against the classifier's decisions, in both published
-    AUPRC definitions (they differ; see :mod:`l2i_bench.scores`)."""
+    AUPRC definitions (they differ; see :mod:`l2i_bench.scores`).
+
+    A class the classifier never decides on the test clips has no positive target: both
+    macro columns leave it out (a surrogate cannot be scored on recalling nothing), so
+    the two macros average over the same classes; its surrogate scores still count as
+    false positives in the micro columns. See :func:`l2i_bench.scores.dcase_auprc`.
+    """
 
     name = "fidelity_auprc"
     description = "AUPRC of the surrogate's sigmoid scores against the classifier's decisions"
@@ -58,12 +64,13 @@ class FidelityAUPRC(_SurrogateMetric):
     )
     tasks = frozenset({Task.MULTILABEL})
     _target = "targets: classifier sigmoid > its decision thresholds (0.5 if none)"
+    _skip = "classes the classifier never decides are left out"
     columns = (
         Column(
             "fidelity_auprc_macro_dcase",
             Direction.HIGHER,
             "AUPRC",
-            f"DCASE 2020 T5, unique thresholds >= 0.01 and 1.0, class mean; {_target}",
+            f"DCASE 2020 T5, unique thresholds >= 0.01 and 1.0, class mean ({_skip}); " + _target,
         ),
         Column(
             "fidelity_auprc_micro_dcase",
@@ -75,7 +82,7 @@ class FidelityAUPRC(_SurrogateMetric):
             "fidelity_auprc_macro_fixed11",
             Direction.HIGHER,
             "AUPRC",
-            "L2I code, 11 thresholds 0.95..0.05, mean over classes with a positive; " + _target,
+            f"L2I code, 11 thresholds 0.95..0.05, class mean ({_skip}); {_target}",
         ),
         Column(
             "fidelity_auprc_micro_fixed11",

@@ -1,7 +1,10 @@
-"""The L-MAC family on masked-in inputs ``M * X`` (peer notes: L-MAC §1.2).
+"""The L-MAC family on masked-in inputs (peer notes: L-MAC §1.2).
 
-With ``p`` the classifier's probabilities on the clip, ``o`` those on the masked-in
-input (resynthesised, features recomputed) and ``c`` the explained class:
+The masked-in input is what the explanation keeps, by the operator of its own mask
+domain (:mod:`l2i_bench.perturb`: ``M|X|``, or ``expm1(M log1p|X|)`` for L2I and
+FLINT, as their interpretations are heard). With ``p`` the classifier's probabilities
+on the clip, ``o`` those on the masked-in input (resynthesised, features recomputed)
+and ``c`` the explained class:
 AI = 100 mean[p_c < o_c], AD = 100 mean(relu(p_c - o_c) / p_c),
 AG = 100 mean(relu(o_c - p_c) / (1 - p_c)), Fid-In = mean[argmax o = argmax p].
 
@@ -15,12 +18,22 @@ only.
 
 from __future__ import annotations
 
+import numpy as np
+
 from l2i_bench import scores
-from l2i_bench.types import Column, Direction, Evaluation, Metric, Task
+from l2i_bench.types import Column, Direction, Evaluation, Metric, RowValues, Task
 
 from . import _common
 
 ONCE = "classifier.probabilities applied once (softmax multiclass / sigmoid multilabel)"
+KEPT = "masked-in = kept input by the explanation's mask-domain operator"
+
+
+def per_row(score, *arrays) -> np.ndarray:
+    """Each row's own value of a score defined as a mean over rows (one definition,
+    in :mod:`l2i_bench.scores`, for the aggregate and for the rows behind it)."""
+    n = len(arrays[0])
+    return np.array([score(*(a[i : i + 1] for a in arrays)) for i in range(n)])
 
 
 def _explained_pair(evaluation: Evaluation):
@@ -35,28 +48,31 @@ class LMac(Metric):
     description = "Average increase / drop / gain of the explained class on the masked-in input"
     reference = "Paissan et al. 2024 (L-MAC), SpeechBrain recipes/ESC50/interpret"
     columns = (
-        Column("lmac_ai", Direction.HIGHER, "%", f"100 mean[p_c < o_c], masked-in M*X; {ONCE}"),
+        Column("lmac_ai", Direction.HIGHER, "%", f"100 mean[p_c < o_c], {KEPT}; {ONCE}"),
         Column(
             "lmac_ad",
             Direction.LOWER,
             "%",
-            f"100 mean(relu(p_c - o_c)/p_c), masked-in M*X; {ONCE} (not SpeechBrain's double)",
+            f"100 mean(relu(p_c - o_c)/p_c), {KEPT}; {ONCE} (not SpeechBrain's double)",
         ),
         Column(
             "lmac_ag",
             Direction.HIGHER,
             "%",
-            f"100 mean(relu(o_c - p_c)/(1 - p_c)), masked-in M*X; {ONCE}",
+            f"100 mean(relu(o_c - p_c)/(1 - p_c)), {KEPT}; {ONCE}",
         ),
     )
 
-    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+    version = "2"
+
+    def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
         p, o, c = _explained_pair(evaluation)
-        pc, oc = _common.explained(p, c), _common.explained(o, c)
+        pc, oc = _common.explained(p, c).numpy(), _common.explained(o, c).numpy()
+        keys = _common.row_keys(evaluation)
         return {
-            "lmac_ai": scores.average_increase(pc, oc),
-            "lmac_ad": scores.average_drop(pc, oc),
-            "lmac_ag": scores.average_gain(pc, oc),
+            "lmac_ai": RowValues.of(keys, per_row(scores.average_increase, pc, oc)),
+            "lmac_ad": RowValues.of(keys, per_row(scores.average_drop, pc, oc)),
+            "lmac_ag": RowValues.of(keys, per_row(scores.average_gain, pc, oc)),
         }
 
 
@@ -72,7 +88,7 @@ class LMacMulticlass(Metric):
             "lmac_fid_in",
             Direction.HIGHER,
             "fraction",
-            "mean[argmax softmax f(M*X) = argmax softmax f(X)], masked-in M*X",
+            f"mean[argmax softmax f(kept) = argmax softmax f(X)], {KEPT}",
         ),
         Column(
             "lmac_ad_speechbrain",
@@ -83,9 +99,15 @@ class LMacMulticlass(Metric):
         ),
     )
 
-    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+    version = "2"
+
+    def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
         p, o, c = _explained_pair(evaluation)
+        p, o, c = p.numpy(), o.numpy(), c.long().cpu().numpy()
+        keys = _common.row_keys(evaluation)
         return {
-            "lmac_fid_in": scores.top1_unchanged(p, o),
-            "lmac_ad_speechbrain": scores.average_drop_double_softmax(p, o, c),
+            "lmac_fid_in": RowValues.of(keys, per_row(scores.top1_unchanged, p, o)),
+            "lmac_ad_speechbrain": RowValues.of(
+                keys, per_row(scores.average_drop_double_softmax, p, o, c)
+            ),
         }

@@ -13,9 +13,27 @@ class ClassifierAccuracy(Metric):
     reference = "standard; L2I notes §1 (ESC-50 protocol)"
     tasks = frozenset({Task.MULTICLASS})
     columns = (
-        Column("classifier_accuracy", Direction.HIGHER, "fraction", "top-1 vs ground truth"),
-        Column("classifier_top3_accuracy", Direction.HIGHER, "fraction", "label in top-3 logits"),
-        Column("classifier_top5_accuracy", Direction.HIGHER, "fraction", "label in top-5 logits"),
+        Column(
+            "classifier_accuracy",
+            Direction.HIGHER,
+            "fraction",
+            "top-1 vs ground truth",
+            meta_evaluated=False,
+        ),
+        Column(
+            "classifier_top3_accuracy",
+            Direction.HIGHER,
+            "fraction",
+            "label in top-3 logits",
+            meta_evaluated=False,
+        ),
+        Column(
+            "classifier_top5_accuracy",
+            Direction.HIGHER,
+            "fraction",
+            "label in top-5 logits",
+            meta_evaluated=False,
+        ),
     )
 
     def compute(self, evaluation: Evaluation) -> dict[str, float]:
@@ -36,12 +54,14 @@ class ClassifierAUPRC(Metric):
             Direction.HIGHER,
             "AUPRC",
             "DCASE 2020 T5 micro, sigmoid probabilities vs ground truth",
+            meta_evaluated=False,
         ),
         Column(
             "classifier_auprc_macro_dcase",
             Direction.HIGHER,
             "AUPRC",
             "DCASE 2020 T5 macro, sigmoid probabilities vs ground truth",
+            meta_evaluated=False,
         ),
     )
 

@@ -1,0 +1,139 @@
+"""Metric validity: can a column tell a true explanation from a false one?
+
+A metric earns a verdict only if, on data with ground truth, it ranks explanations whose
+truth is known in the known order. The reference explainers give three of them for the
+same rows: ``oracle`` (the target's ideal ratio mask, from the stems), ``random`` (a
+random mask), ``anti-oracle`` (the interference's mask). A valid column scores, paired
+over the same clips, **oracle better than random** and **random better than
+anti-oracle**, each with a one-sided Wilcoxon signed-rank p-value below
+:data:`ALPHA` (:mod:`l2i_bench.stats`). Rows are paired by fold, evaluation set, clip
+and class, pooled over every fold (and seed) on disk.
+
+``metric_validity.csv`` has one row per directed column: the three summaries, the pair
+counts, the effect sizes (median paired difference and rank-biserial correlation), the
+p-values and the verdict: ``pass``, ``fail``, or ``untestable`` with the reason (no
+stems on this dataset, so no oracle; a column the references cannot have, such as a
+surrogate's fidelity; a cost or sanity column, which does not claim to measure truth).
+Failing columns are flagged in the leaderboard's header (``✗``).
+Cost: one signed-rank test per column and comparison, milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from l2i_bench.stats import paired_better
+
+ALPHA = 0.01
+ORACLE, RANDOM, ANTI = "oracle", "random", "anti-oracle"
+COLUMNS = [
+    "column",
+    "direction",
+    "oracle",
+    "random",
+    "anti_oracle",
+    "n_oracle_random",
+    "effect_oracle_random",
+    "rank_biserial_oracle_random",
+    "p_oracle_random",
+    "n_random_anti",
+    "effect_random_anti",
+    "rank_biserial_random_anti",
+    "p_random_anti",
+    "verdict",
+    "reason",
+]
+
+
+def _rows_of(cells: Sequence, explainer: str, column: str) -> tuple[dict[str, float], str]:
+    """Every fold's (and seed's) row values of one explainer's column, keyed
+    ``seed/fold/<row key>``, and the column's summary ("mean" or "median")."""
+    values: dict[str, float] = {}
+    summary = "mean"
+    for cell in cells:
+        if cell.explainer != explainer:
+            continue
+        rv = cell.row_values(column)
+        if rv is None:
+            continue
+        summary = rv.summary
+        for key, value in zip(rv.keys, rv.values, strict=True):
+            values[f"{cell.seed}/{cell.fold}/{key}"] = value
+    return values, summary
+
+
+def _summary(values: dict[str, float], how: str) -> float:
+    if not values:
+        return float("nan")
+    arr = np.fromiter(values.values(), dtype=np.float64)
+    return float(np.median(arr) if how == "median" else np.mean(arr))
+
+
+def _paired(a: dict[str, float], b: dict[str, float], higher: bool):
+    keys = sorted(set(a) & set(b))
+    return paired_better(
+        np.array([a[k] for k in keys]), np.array([b[k] for k in keys]), higher_is_better=higher
+    )
+
+
+def metric_validity(cells: Sequence) -> pd.DataFrame:
+    """The validity verdict of every directed column found in ``cells`` (one dataset)."""
+    present = {c.explainer for c in cells}
+    columns: dict[str, tuple[str, bool]] = {}
+    for cell in cells:
+        for score in cell.scores:
+            if score.direction in ("higher", "lower"):
+                columns.setdefault(score.column, (score.direction, score.meta_evaluated))
+    records = []
+    for column, (direction, meta) in columns.items():
+        higher = direction == "higher"
+        rec: dict[str, object] = {"column": column, "direction": direction}
+        rows = {name: _rows_of(cells, name, column) for name in (ORACLE, RANDOM, ANTI)}
+        rec["oracle"] = _summary(*rows[ORACLE])
+        rec["random"] = _summary(*rows[RANDOM])
+        rec["anti_oracle"] = _summary(*rows[ANTI])
+        missing = [n for n in (ORACLE, RANDOM, ANTI) if n not in present]
+        if not meta:
+            rec.update(verdict="untestable", reason="cost or model-dependence column, not truth")
+        elif missing:
+            rec.update(
+                verdict="untestable",
+                reason=f"no {', '.join(missing)} cells (oracle needs ground-truth stems)",
+            )
+        elif any(not rows[n][0] for n in (ORACLE, RANDOM, ANTI)):
+            rec.update(
+                verdict="untestable", reason="no per-row values for every reference explainer"
+            )
+        else:
+            first = _paired(rows[ORACLE][0], rows[RANDOM][0], higher)
+            second = _paired(rows[RANDOM][0], rows[ANTI][0], higher)
+            passed = first.p_value < ALPHA and second.p_value < ALPHA
+            failed = []
+            if not first.p_value < ALPHA:
+                failed.append(f"oracle vs random p={first.p_value:.3g}")
+            if not second.p_value < ALPHA:
+                failed.append(f"random vs anti-oracle p={second.p_value:.3g}")
+            rec.update(
+                n_oracle_random=first.n,
+                effect_oracle_random=first.median_difference,
+                rank_biserial_oracle_random=first.rank_biserial,
+                p_oracle_random=first.p_value,
+                n_random_anti=second.n,
+                effect_random_anti=second.median_difference,
+                rank_biserial_random_anti=second.rank_biserial,
+                p_random_anti=second.p_value,
+                verdict="pass" if passed else "fail",
+                reason="" if passed else "; ".join(failed) + f" (needs < {ALPHA})",
+            )
+        records.append(rec)
+    return pd.DataFrame(records, columns=COLUMNS)
+
+
+def failing_columns(validity: pd.DataFrame) -> set[str]:
+    """Columns whose verdict is ``fail`` (flagged in the leaderboard)."""
+    if validity.empty:
+        return set()
+    return set(validity.loc[validity["verdict"] == "fail", "column"])
