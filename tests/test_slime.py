@@ -1,11 +1,13 @@
-"""SLIME: segmentation, LIME pieces against scikit-learn, and the end-to-end property
-that on a classifier which only listens to one time region, the kept segment is the
-one holding that region."""
+"""SLIME: segment counts derived by hand for every dataset's clip length, the band
+partition, LIME pieces against scikit-learn, and end-to-end values: on toy classifiers
+that only listen to one time segment, one frequency band or one time-frequency cell,
+the top segment is that one, and the number kept is the configured share."""
 
 from __future__ import annotations
 
 import math
 
+import librosa
 import numpy as np
 import pytest
 import torch
@@ -15,39 +17,51 @@ from sklearn.metrics import r2_score
 from sklearn.metrics.pairwise import cosine_distances
 from torch import nn
 
-from l2i_bench.audio import HOP_LENGTH, SAMPLE_RATE, FrontEnd, num_frames
+from l2i_bench.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, FrontEnd, num_frames
+from l2i_bench.errors import BenchError
 from l2i_bench.plugins.explainers.slime import (
+    DEFAULT_KEEP_SHARE,
     SlimeExplainer,
     WeightedRidge,
+    auto_segment_ms,
+    band_bins,
     cosine_kernel,
     count_segments,
     frame_gate,
+    keep_count,
     neighbourhood,
     segment_bounds,
     segment_windows,
 )
 from l2i_bench.types import AudioBatch, ExplainerContext, Task
 
-SECONDS = 3.0  # six 500 ms segments; frames 0..258, segment s = frames [43 s, 43 s + 43)
-REGION = (88, 128)  # STFT frames the test classifier listens to: inside segment 2
-REGION_SEGMENT = 2
+SECONDS = 2.0  # synth's clip: 173 frames, ten 200 ms segments of 17 frames (last: 20)
 
 
 class RegionNet(nn.Module):
-    """Two classes; the logit of class 0 is ``gain * (mean dB of frames REGION - ref)``
-    and class 1's is 0, so the decision depends on those frames only."""
+    """Two classes; the logit of class 0 is ``gain * (mean dB of one log-mel region -
+    ref)`` and class 1's is 0, so the decision depends on that region only. Written by
+    hand, independent of the explainer under test."""
 
     tap_names = ("B4", "B5", "B6")
 
-    def __init__(self, task: Task, gain: float = 0.2) -> None:
+    def __init__(
+        self,
+        task: Task,
+        frames: tuple[int, int] | None = None,
+        mels: tuple[int, int] | None = None,
+        gain: float = 0.2,
+    ) -> None:
         super().__init__()
         self.task, self.num_classes, self.gain = task, 2, gain
+        self.frames, self.mels = frames or (0, None), mels or (0, None)
         self.register_buffer("ref", torch.zeros(()))
         self.calls: list[torch.Tensor] = []
         self.record = False
 
     def region_level(self, logmel: torch.Tensor) -> torch.Tensor:
-        return logmel[:, 0, REGION[0] : REGION[1], :].mean(dim=(1, 2))
+        region = logmel[:, 0, slice(*self.frames), slice(*self.mels)]
+        return region.mean(dim=(1, 2))
 
     def forward_with_taps(self, logmel):
         if self.record:
@@ -63,6 +77,11 @@ class RegionNet(nn.Module):
         if self.task is Task.MULTICLASS:
             return torch.softmax(logits, dim=-1)
         return torch.sigmoid(logits)
+
+    def centre_on(self, batch: AudioBatch) -> None:
+        """Put the clip's own level one logit unit above ``ref``: the probability is
+        then far from 0 and 1, so silencing the region moves it a lot."""
+        self.ref.fill_(float(self.region_level(batch.logmel).mean()) - 1.0 / self.gain)
 
 
 def make_batch(front_end: FrontEnd, rows: int = 1, seconds: float = SECONDS) -> AudioBatch:
@@ -85,24 +104,74 @@ def make_context(classifier, front_end, **options) -> ExplainerContext:
 # ------------------------------------------------------------------ segmentation
 
 
-def test_segment_count_follows_clip_length_and_last_takes_leftover():
-    assert count_segments(5 * SAMPLE_RATE) == 10
-    assert count_segments(10 * SAMPLE_RATE) == 20
-    bounds = segment_bounds(5 * SAMPLE_RATE, num_frames(5 * SAMPLE_RATE))
-    assert bounds[0] == 0 and bounds[-1] == 431
-    sizes = np.diff(bounds)
-    assert list(sizes[:-1]) == [43] * 9 and sizes[-1] == 44  # 431 = 10 * 43 + 1
+@pytest.mark.parametrize(
+    ("seconds", "frames", "segment_ms", "time_sizes", "grid", "kept"),
+    [
+        # synth: 2 s / 10 = 200 ms -> 10 segments; 173 = 10 * 17 + 3 -> last has 20
+        (2.0, 173, 200.0, [17] * 9 + [20], 40, 3),
+        # ESC-50: 5 s / 10 = 500 ms -> 10 segments; 431 = 10 * 43 + 1
+        (5.0, 431, 500.0, [43] * 9 + [44], 40, 3),
+        # SONYC-UST: 10 s / 10 = 1 s, capped at 500 ms -> 20 segments; 862 = 20 * 43 + 2
+        (10.0, 862, 500.0, [43] * 19 + [45], 80, 6),
+    ],
+)
+def test_segment_counts_per_dataset_clip_length(
+    seconds, frames, segment_ms, time_sizes, grid, kept
+):
+    samples = round(seconds * SAMPLE_RATE)
+    assert num_frames(samples) == frames
+    assert auto_segment_ms(samples) == segment_ms
+    bounds = segment_bounds(samples, frames, segment_ms)
+    assert list(np.diff(bounds)) == time_sizes and bounds[0] == 0 and bounds[-1] == frames
+    n_t = len(time_sizes)
+    assert count_segments(samples, "temporal") == n_t
+    assert count_segments(samples, "spectral") == 4
+    assert count_segments(samples) == count_segments(samples, "time_frequency") == grid == 4 * n_t
+    # default caps: 0.075 of the grid (3 of 40, 6 of 80), 1/4 of the one-axis splits
+    assert keep_count(grid, DEFAULT_KEEP_SHARE["time_frequency"]) == kept
+    assert keep_count(n_t, 0.25) == {10: 3, 20: 5}[n_t]
+    assert keep_count(4, 0.25) == 1
+    # The cap binds: even the largest cells the cap allows (top band, longest
+    # segments) cover well under half of the spectrogram's bins.
+    bins = band_bins(FrontEnd().mel_basis, 4)
+    areas = (bins.sum(1)[:, None] * torch.tensor(time_sizes, dtype=torch.float)[None]).flatten()
+    worst = float(areas.topk(kept).values.sum() / (513 * frames))
+    assert worst < 0.25, worst
+
+
+def test_keep_count_rounds_half_up_and_keeps_at_least_one():
+    assert keep_count(20, 0.125) == 3  # 2.5 -> 3, not banker's 2
+    assert keep_count(40, 0.3) == 12
+    assert keep_count(4, 0.01) == 1
+    assert keep_count(10, 1.0) == 10
+
+
+def test_bands_partition_the_bins_at_the_mel_group_edges():
+    bins = band_bins(FrontEnd().mel_basis, 4)
+    assert bins.shape == (4, 513)
+    assert torch.equal(bins.sum(0), torch.ones(513))  # every bin in exactly one band
+    owner = bins.argmax(0).numpy()
+    assert np.all(np.diff(owner) >= 0)  # bands are contiguous, low to high
+    # Band g holds mel filters 32g..32g+31; filter m is centred on point m+1 of the
+    # 130 Slaney mel points. A bin below the centre of the last filter of group g-1
+    # is in a band below g; one above the centre of group g's first filter is in g+.
+    centres = librosa.mel_frequencies(130, fmin=0.0, fmax=SAMPLE_RATE / 2)
+    hz = np.arange(513) * SAMPLE_RATE / N_FFT
+    for g in (1, 2, 3):
+        assert np.all(owner[hz < centres[32 * g]] < g)
+        assert np.all(owner[hz > centres[32 * g + 1]] >= g)
+    # the hand-computed edges: ~1.0, ~2.8, ~7.8 kHz
+    assert [int(bins[g].sum()) for g in range(4)] == [24, 42, 116, 331]
 
 
 def test_windows_partition_unity_and_gate_frames_binary():
     length = int(SECONDS * SAMPLE_RATE)
     frames = num_frames(length)
-    bounds = segment_bounds(length, frames)
+    bounds = segment_bounds(length, frames, 200.0)
     windows = segment_windows(length, bounds, fade_samples=441)
     assert torch.allclose(windows.sum(0), torch.ones(length), atol=1e-6)
     gates = frame_gate(windows, frames)
     assert set(gates.unique().tolist()) <= {0.0, 1.0}
-    # each frame belongs to exactly the segment its index falls in
     for s in range(len(bounds) - 1):
         assert torch.all(gates[s, bounds[s] : bounds[s + 1]] == 1)
         assert gates[s].sum() == bounds[s + 1] - bounds[s]
@@ -153,44 +222,110 @@ def test_weighted_ridge_matches_sklearn():
 # ------------------------------------------------------------------ end to end
 
 
+def _assert_top_segment(out, target: int, rows: int) -> None:
+    for row in range(rows):
+        coef = out.relevance[row]
+        assert int(coef.argmax()) == target, coef
+        others = torch.cat([coef[:target], coef[target + 1 :]])
+        assert coef[target] > 10 * others.abs().max(), coef
+        assert out.extra["kept_segments"][row, target] == 1
+
+
 @pytest.mark.parametrize("task", [Task.MULTICLASS, Task.MULTILABEL])
-def test_slime_keeps_the_segment_the_classifier_listens_to(task):
+def test_temporal_top_segment_is_the_one_the_classifier_listens_to(task):
     front_end = FrontEnd()
     batch = make_batch(front_end, rows=2)
-    net = RegionNet(task)
-    net.ref.fill_(float(net.region_level(batch.logmel).mean()) - 1.0 / net.gain)
-    explainer = SlimeExplainer(make_context(net, front_end, samples=120))
+    bounds = segment_bounds(batch.waveform.shape[1], 173, 200.0)
+    assert bounds[3:5] == [51, 68]  # segment 3 = frames 51..67
+    net = RegionNet(task, frames=(54, 65))  # inside it, clear of the STFT overlap
+    net.centre_on(batch)
+    explainer = SlimeExplainer(make_context(net, front_end, segmentation="temporal", samples=150))
     out = explainer.explain(batch, torch.tensor([0, 0]))
 
-    d = count_segments(batch.waveform.shape[1])
-    frames = batch.spec.shape[2]
-    assert out.relevance.shape == (2, d)
-    assert out.mask.shape == batch.spec.shape
-    assert out.mask.min() >= 0 and out.mask.max() <= 1
+    assert out.relevance.shape == (2, 10)
+    _assert_top_segment(out, 3, rows=2)
+    # the mask is the time gate of the kept segments, constant over frequency
     for row in range(2):
-        coef = out.relevance[row]
-        assert int(coef.argmax()) == REGION_SEGMENT
-        others = torch.cat([coef[:REGION_SEGMENT], coef[REGION_SEGMENT + 1 :]])
-        assert coef[REGION_SEGMENT] > 20 * others.abs().max()
         kept = out.extra["kept_segments"][row].bool()
-        assert kept[REGION_SEGMENT] and 1 <= int(kept.sum()) <= 5
-        assert torch.all(coef[kept] > 0)
-        # the mask is the time gate of the kept segments, constant over frequency
-        bounds = segment_bounds(batch.waveform.shape[1], frames)
-        expected = torch.zeros(frames)
+        assert 1 <= int(kept.sum()) <= 3  # keep_share 1/4 of 10, positive only
+        expected = torch.zeros(173)
         for s in kept.nonzero().flatten().tolist():
             expected[bounds[s] : bounds[s + 1]] = 1
         assert torch.equal(out.mask[row], expected.expand_as(out.mask[row]))
-        # the listenable waveform is the input inside kept segments, silence far outside
-        gate = out.waveform[row] / batch.waveform[row]
-        centre = (bounds[REGION_SEGMENT] + bounds[REGION_SEGMENT + 1]) // 2 * HOP_LENGTH
-        assert torch.allclose(gate[centre - 2000 : centre + 2000], torch.ones(4000))
+        # the listenable waveform is the input inside kept segments, silence outside
+        centre = (bounds[3] + bounds[4]) // 2 * HOP_LENGTH
+        assert torch.allclose(
+            out.waveform[row, centre - 2000 : centre + 2000],
+            batch.waveform[row, centre - 2000 : centre + 2000],
+        )
         for s in (~kept).nonzero().flatten().tolist():
             mid = (bounds[s] + bounds[s + 1]) // 2 * HOP_LENGTH
-            assert torch.all(out.waveform[row, mid - 2000 : mid + 2000] == 0)
-    # the probability is linear in the region's bit: the surrogate explains it well
+            assert torch.all(out.waveform[row, mid - 1500 : mid + 1500] == 0)
+    # the probability is near-linear in the region's bit: the surrogate explains it well
     assert torch.all(out.extra["r2"] <= 1.0) and torch.all(out.extra["r2"] > 0.9)
-    assert out.extra["r2"].shape == (2,)
+
+
+def test_spectral_top_band_is_the_one_the_classifier_listens_to():
+    front_end = FrontEnd()
+    batch = make_batch(front_end)
+    net = RegionNet(Task.MULTICLASS, mels=(70, 90))  # inside mel group 2 (64..95)
+    net.centre_on(batch)
+    explainer = SlimeExplainer(make_context(net, front_end, segmentation="spectral", samples=60))
+    out = explainer.explain(batch, torch.tensor([0]))
+    assert out.relevance.shape == (1, 4)
+    _assert_top_segment(out, 2, rows=1)
+    assert int(out.extra["kept_segments"].sum()) == 1  # 1/4 of 4 bands
+    # the mask is band 2's bins over the whole clip
+    bins = band_bins(front_end.mel_basis, 4)
+    assert torch.equal(out.mask[0], bins[2][:, None].expand(513, 173))
+
+
+def test_time_frequency_top_cell_is_the_one_the_classifier_listens_to():
+    front_end = FrontEnd()
+    batch = make_batch(front_end)
+    # time segment 6 = frames 102..118, mel group 1 = bands 32..63
+    net = RegionNet(Task.MULTICLASS, frames=(105, 116), mels=(38, 58))
+    net.centre_on(batch)
+    explainer = SlimeExplainer(make_context(net, front_end, samples=300))  # the default grid
+    out = explainer.explain(batch, torch.tensor([0]))
+    assert out.relevance.shape == (1, 40)
+    _assert_top_segment(out, 1 * 10 + 6, rows=1)  # band-major: band 1, time segment 6
+    kept = out.extra["kept_segments"][0]
+    assert 1 <= int(kept.sum()) <= 3  # 0.075 of 40
+    # the mask is the kept cells: band bins x segment frames
+    bins = band_bins(front_end.mel_basis, 4)
+    bounds = segment_bounds(batch.waveform.shape[1], 173, 200.0)
+    expected = torch.zeros(513, 173)
+    for u in kept.nonzero().flatten().tolist():
+        b, t = divmod(u, 10)
+        expected[bins[b].bool(), bounds[t] : bounds[t + 1]] = 1
+    assert torch.equal(out.mask[0], expected)
+    # the listenable output is what the mask keeps: istft(M X) up to fades/overlap
+    resynth = front_end.apply_mask(batch.spec, out.mask, batch.waveform.shape[1])
+    err = float(((out.waveform - resynth) ** 2).sum() / (resynth**2).sum())
+    assert err < 0.05, err
+
+
+@pytest.mark.parametrize(("share", "expected"), [(None, 3), (0.3, 12)])
+def test_kept_count_is_the_configured_share_of_segments(share, expected):
+    front_end = FrontEnd()
+    batch = make_batch(front_end)
+    # listens to the whole log-mel: silencing any cell lowers the score, so every
+    # coefficient is positive and the cap alone decides how many are kept
+    net = RegionNet(Task.MULTICLASS, gain=0.05)
+    net.centre_on(batch)
+    options = {"samples": 300} if share is None else {"samples": 300, "keep_share": share}
+    out = SlimeExplainer(make_context(net, front_end, **options)).explain(batch, torch.tensor([0]))
+    assert torch.all(out.relevance > 0)
+    kept = out.extra["kept_segments"][0]
+    assert int(kept.sum()) == expected
+    # the kept ones are the largest coefficients
+    assert out.relevance[0][kept.bool()].min() >= out.relevance[0][~kept.bool()].max()
+    # and the mask covers exactly the kept cells' bins
+    bins = band_bins(front_end.mel_basis, 4)
+    sizes = torch.tensor([17] * 9 + [20], dtype=torch.float)
+    area = float((bins.sum(1)[:, None] * sizes[None]).flatten()[kept.bool()].sum())
+    assert float(out.mask[0].sum()) == area
 
 
 def test_first_perturbation_is_the_clip_and_perturbations_are_batched():
@@ -201,9 +336,10 @@ def test_first_perturbation_is_the_clip_and_perturbations_are_batched():
     explainer = SlimeExplainer(make_context(net, front_end, samples=130, perturbations_per_eval=50))
     explainer.explain(batch, torch.tensor([1]))
     assert [c.shape[0] for c in net.calls] == [50, 50, 30]
-    assert torch.allclose(net.calls[0][0], batch.logmel[0], atol=1e-4)
+    # the band split sums back to the clip: the all-ones mask is the clip itself
+    assert torch.allclose(net.calls[0][0], batch.logmel[0], atol=1e-2)
     # the other perturbations silence something, so they differ from the clip
-    assert not torch.allclose(net.calls[0][1], batch.logmel[0], atol=1e-2)
+    assert not torch.allclose(net.calls[0][1], batch.logmel[0], atol=1e-1)
 
 
 def test_same_seed_same_explanation_on_kumar_cnn():
@@ -221,10 +357,18 @@ def test_same_seed_same_explanation_on_kumar_cnn():
     assert first.mask.shape == batch.spec.shape
 
 
-def test_bad_option_names_the_option():
-    from l2i_bench.errors import BenchError
-
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"samples": 1}, "samples"),
+        ({"segmentation": "mel"}, "segmentation"),
+        ({"keep_share": 0.0}, "keep_share"),
+        ({"bands": 3}, "bands"),
+        ({"segment_ms": "long"}, "segment_ms"),
+    ],
+)
+def test_bad_option_names_the_option(options, name):
     front_end = FrontEnd()
-    explainer = SlimeExplainer(make_context(RegionNet(Task.MULTICLASS), front_end, samples=1))
-    with pytest.raises(BenchError, match=r"slime\.samples"):
+    explainer = SlimeExplainer(make_context(RegionNet(Task.MULTICLASS), front_end, **options))
+    with pytest.raises(BenchError, match=rf"slime\.{name}"):
         explainer.explain(make_batch(front_end), torch.tensor([0]))

@@ -1,5 +1,6 @@
-"""Tests of the VIBI baseline: sampler statistics, chunk-to-STFT mapping, selection of
-the region a classifier depends on, multilabel, state round-trip.
+"""Tests of the VIBI baseline: sampler statistics, the information term's value, early
+stopping, chunk-to-STFT mapping, selection of the region a classifier depends on,
+multilabel, state round-trip.
 
 Everything runs on 1 s synthetic clips (87 frames: 10 time chunks of 8 frames, the 7
 leftover frames in the last chunk) and tiny networks.
@@ -21,14 +22,17 @@ from torch import nn
 from l2i_bench.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, FrontEnd
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
+from l2i_bench.plugins.explainers import vibi
 from l2i_bench.plugins.explainers.vibi import (
+    EarlyStopping,
     VibiExplainer,
     chunks_to_logmel,
     gumbel_draws,
+    information_loss,
     mel_to_linear_weights,
     relaxed_k_hot,
 )
-from l2i_bench.types import Clip, ExplainerContext, ExplainerDefaults, Task
+from l2i_bench.types import Clip, ExplainerContext, Task
 
 SECONDS = 1.0
 FRAMES = 1 + round(SECONDS * SAMPLE_RATE) // HOP_LENGTH  # 87
@@ -88,8 +92,7 @@ def region_clips(n: int, seed: int, front_end: FrontEnd) -> ClipSet:
 
 
 def make_context(classifier, options: dict, task: Task = Task.MULTICLASS) -> ExplainerContext:
-    defaults = ExplainerDefaults(interpreter_epochs=2)
-    return explainer_context(classifier, options, seed=3, task=task, defaults=defaults)
+    return explainer_context(classifier, options, seed=3, task=task)
 
 
 # ----------------------------------------------------------------------- sampler
@@ -123,6 +126,75 @@ def test_k_hot_sample_includes_each_chunk_with_the_with_replacement_probability(
     z = relaxed_k_hot(probs.log().expand(draws, -1), k=k, tau=0.3, generator=gen)
     assert torch.allclose(z, per_draw.amax(1))
     assert z.min() >= 0 and z.max() <= 1
+
+
+# ------------------------------------------------------- information term, stopping
+
+
+def test_information_term_is_k_times_the_per_draw_kl() -> None:
+    # method notes §1.3: p = softmax([3, 1, 0, -1, -3]) has KL(p || uniform) = 1.0008
+    logits = torch.tensor([[3.0, 1.0, 0.0, -1.0, -3.0]])
+    p = np.exp([3.0, 1.0, 0.0, -1.0, -3.0])
+    p /= p.sum()
+    by_hand = float((p * np.log(5 * p)).sum())
+    assert abs(by_hand - 1.0008) < 1e-4
+    assert float(information_loss(logits, 1)) == pytest.approx(by_hand, abs=1e-5)
+    assert float(information_loss(logits, 10)) == pytest.approx(10 * by_hand, abs=1e-4)
+    # batch mean: a uniform row has KL 0
+    batch = torch.cat([logits, torch.zeros(1, 5)])
+    assert float(information_loss(batch, 4)) == pytest.approx(4 * by_hand / 2, abs=1e-5)
+
+
+def test_training_weighs_the_information_term_with_the_run_k(monkeypatch) -> None:
+    seen: list[int] = []
+
+    def spy(chunk_logits: torch.Tensor, k: int) -> torch.Tensor:
+        seen.append(k)
+        return information_loss(chunk_logits, k)
+
+    monkeypatch.setattr(vibi, "information_loss", spy)
+    fe = FrontEnd("cpu")
+    ctx = make_context(RegionClassifier(), {"k": 7, "epochs": 1, "hidden": 4, "batch_size": 8})
+    VibiExplainer(ctx).fit(region_clips(8, 5, fe), region_clips(4, 6, fe))
+    assert seen == [7]  # one batch of 8, K = 7
+
+
+def test_early_stopping_stops_after_patience_epochs_without_strict_gain() -> None:
+    stopper = EarlyStopping(patience=3)
+    decisions = [stopper.update(s) for s in (0.5, 0.6, 0.6, 0.7, 0.65, 0.7, 0.7)]
+    # 0.7 at epoch 4 is the best; 0.65, 0.7 (a tie), 0.7 make three without a gain
+    assert decisions == [False, False, False, False, False, False, True]
+    never = EarlyStopping(patience=0)
+    assert not any(never.update(0.5) for _ in range(200))
+
+
+class ConstantClassifier(RegionClassifier):
+    """Always decides class 0: the approximator reaches fidelity 1.0 at once and the
+    validation fidelity is a plateau from the first epoch."""
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones(logmel.shape[0])
+        return torch.stack([ones, -ones], dim=-1)
+
+
+def test_training_stops_early_on_a_validation_plateau() -> None:
+    fe = FrontEnd("cpu")
+    options = {"k": 5, "epochs": 100, "patience": 3, "hidden": 4, "batch_size": 8}
+    explainer = VibiExplainer(make_context(ConstantClassifier(), options))
+    facts = explainer.fit(region_clips(8, 5, fe), region_clips(4, 6, fe))
+    assert facts["valid_fidelity"] == 1.0
+    history = facts["valid_history"]["5"]
+    first = history.index(1.0)  # the plateau's first epoch (0-based)
+    assert all(score == 1.0 for score in history[first:])
+    # three epochs tie the plateau's first one, then training stops, far before 100
+    assert facts["epochs_run"] == {"5": first + 1 + 3} and len(history) == first + 4
+    assert first + 4 < 20
+    assert facts["best_epoch"] == first + 4  # ties go to the longer-trained explainer
+    assert facts["epochs"] == 100 and facts["patience"] == 3
+    # without a validation split there is nothing to stop on: the budget runs out
+    short = VibiExplainer(make_context(ConstantClassifier(), {**options, "epochs": 6}))
+    facts = short.fit(region_clips(8, 5, fe), region_clips(0, 6, fe))
+    assert facts["epochs_run"] == {"5": 6}
 
 
 # ------------------------------------------------------------------ chunk mapping

@@ -460,7 +460,7 @@ class Synth(Dataset):
     )
     classifier_defaults = ClassifierDefaults(width=0.25, epochs=30, lr=1e-3, patience=6)
     # SLIME's 1000 perturbations per clip dominate a CPU run of this small demo set; 300
-    # keep its ridge fit well determined for 4 segments (2 s clips) at a third of the cost.
+    # (7.5 per segment of its 40-cell grid on 2 s clips) at a third of the cost.
     explainer_options: ClassVar[Mapping[str, Mapping[str, str]]] = {"slime": {"samples": "300"}}
 
     def __init__(self, data_dir: Path | None = None, *, seed: int = 0, data_seed: int = 0) -> None:
