@@ -162,6 +162,11 @@ def score_cell(
                     f"(fold {evaluation.fold}): {type(err).__name__}: {err}",
                     "this is a bug in the metric plugin; report it with the command you ran",
                 ) from err
+        declared = {c.name for c in metric.columns}
+        for key, raw in values.items():
+            # Row values on other sets (``column@set``), kept for the validity check.
+            if key not in declared and "@" in key and isinstance(raw, RowValues):
+                row_values[key] = raw
         for column in metric.columns:
             raw = values.get(column.name) if reason is None else None
             n = len(evaluation.explanations.rows)

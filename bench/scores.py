@@ -183,11 +183,15 @@ def dcase_auprc(scores: ArrayLike, targets: ArrayLike, average: Average = "macro
     TP/FP/FN over classes on the union of the class thresholds is exactly the binary
     curve of the pooled pairs; its points are listed by increasing threshold before
     the (non-stable) recall sort, the class curves by decreasing threshold, as in the
-    official code, so tied recalls are ordered as there. A perfect ranking with
-    distinct scores below 1 scores ``1 - 1/(2 P)`` with ``P`` positives, not 1,
-    because the 1.0 threshold adds the point (R=0, P=0); when all positives share one
-    score the first step is a single trapezoid from (0, 0), so a perfect but tied
-    ranking scores as low as 0.5.
+    official code, so tied recalls are ordered as there. On a class curve (macro) a
+    perfect ranking with distinct scores below 1 scores ``1 - 1/(2 P)`` with ``P``
+    positives, not 1, because the 1.0 threshold adds the point (R=0, P=0); when all
+    positives share one score the first step is a single trapezoid from (0, 0), so a
+    perfect but tied ranking scores as low as 0.5. The pooled (micro) curve of the
+    same perfect ranking scores lower still: every threshold below the last positive
+    ties at R = 1, and the official increasing-threshold listing lets a point with
+    negatives come first in that run (one class, 10 positives, 25 negatives: 0.915
+    instead of 0.95 on numpy 2.4 with AVX-512).
 
     A class without a positive target is left out of the macro mean (as in
     :func:`fixed11_auprc`; the official code has no value for it, see the module

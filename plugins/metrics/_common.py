@@ -1,4 +1,13 @@
-"""What the mask-based metrics share: classifier calls on perturbed inputs, row keys.
+"""What the mask-based metrics share: the rows they score, classifier calls on perturbed
+inputs, row keys.
+
+Rows come in sets (:class:`RowSet`): the test clips the cell explained (the published
+number), and, on datasets with stems, the mixture rows of each condition set that the
+classifier decides for their target (the ground-truth metric's rows). The mixture rows
+are where the reference explainers differ in substance (the anti-oracle points at a
+competing event or at noise, not at near-silence), so the metric validity check
+(:mod:`l2i_bench.validity`) rests on them; their values are kept per row under
+``<column>@<set>`` and never enter the published test-set number.
 
 Every perturbed input goes through :meth:`FrontEnd.logmel_of_masked` with the operator
 of the explanation's own mask domain (:mod:`l2i_bench.perturb`: keep or remove, linear
@@ -11,11 +20,14 @@ reference, so the cache never keeps a finished cell's tensors alive).
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from l2i_bench.types import Evaluation, ExplanationSet, MaskDomain
+from l2i_bench import scores
+from l2i_bench.types import Evaluation, ExplanationSet, MaskDomain, RowValues
 
 CHUNK = 32
 """Rows resynthesised and classified at once: bounds memory at 5-10 s clips."""
@@ -43,6 +55,76 @@ def row_keys(evaluation: Evaluation, set_name: str = "test") -> list[str]:
         f"{set_name}/{clip_ids[int(r)]}/{int(c)}"
         for r, c in zip(ex.rows.tolist(), ex.classes.tolist(), strict=True)
     ]
+
+
+@dataclass
+class RowSet:
+    """Explained rows of one evaluation set, as the mask metrics score them."""
+
+    name: str  # "test" or a condition set's name
+    keys: list[str]
+    source: torch.Tensor  # (N, F, T) complex STFT of the set's clips
+    rows: torch.Tensor  # (R,) index into ``source``
+    classes: torch.Tensor  # (R,) class explained
+    mask: torch.Tensor  # (R, F, T)
+    mask_domain: MaskDomain
+    logits: torch.Tensor  # (R, C) classifier logits on the unmodified clips
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def specs(self) -> torch.Tensor:
+        """The input STFT of every row ``(R, F, T)``."""
+        return self.source[self.rows.long().cpu()]
+
+    def column(self, name: str) -> str:
+        """Where this set's row values of a column are kept: the column itself for the
+        test set (the published number), ``<column>@<set>`` for the others."""
+        return name if self.name == "test" else f"{name}@{self.name}"
+
+    def values(self, name: str, values, summary: str = "mean") -> tuple[str, RowValues]:
+        return self.column(name), RowValues.of(self.keys, values, summary)
+
+
+def row_sets(evaluation: Evaluation, *, conditions: bool = True) -> Iterator[RowSet]:
+    """The test set's explained rows, then each condition set's scored rows (labelled
+    target, decided by the classifier: the ground-truth metric's rows)."""
+    ex = evaluation.explanations
+    rows = ex.rows.long().cpu()
+    yield RowSet(
+        "test",
+        row_keys(evaluation),
+        evaluation.test.spec,
+        rows,
+        ex.classes.long().cpu(),
+        ex.mask,
+        MaskDomain(ex.mask_domain),
+        evaluation.classifier_logits[rows].float(),
+    )
+    if not conditions:
+        return
+    for name, cond in evaluation.conditions.items():
+        cx = cond.explanations
+        crow, ccls = cx.rows.long().cpu(), cx.classes.long().cpu()
+        decided = scores.classifier_decisions(
+            cond.classifier_logits, evaluation.task, evaluation.decision_thresholds
+        )[crow, ccls]
+        keep = decided & (cond.batch.targets[crow, ccls] > 0)
+        if not keep.any():
+            continue
+        keys = [
+            k for k, good in zip(row_keys(evaluation, name), keep.tolist(), strict=True) if good
+        ]
+        yield RowSet(
+            name,
+            keys,
+            cond.batch.spec,
+            crow[keep],
+            ccls[keep],
+            cx.mask[keep],
+            MaskDomain(cx.mask_domain),
+            cond.classifier_logits[crow[keep]].float(),
+        )
 
 
 def masked_logits(
@@ -77,14 +159,35 @@ def masked_logits(
     return torch.cat(outs)
 
 
-def masked_in_logits(evaluation: Evaluation) -> torch.Tensor:
-    """Logits on the kept input of every explained row (cached)."""
-    hit = _masked_in_cache.get("in")
+def set_logits(
+    evaluation: Evaluation,
+    rowset: RowSet,
+    masks: torch.Tensor | None = None,
+    *,
+    domain: MaskDomain | str | None = None,
+    remove: bool = False,
+    desc: str = "",
+) -> torch.Tensor:
+    """Logits of a row set's inputs with ``masks`` (default: its explanations, in their
+    own domain) kept or removed."""
+    return masked_logits(
+        evaluation,
+        rowset.mask if masks is None else masks,
+        rowset.rows,
+        domain=rowset.mask_domain if domain is None else domain,
+        remove=remove,
+        desc=desc,
+        spec=rowset.source,
+    )
+
+
+def masked_in_logits(evaluation: Evaluation, rowset: RowSet) -> torch.Tensor:
+    """Logits on the kept input of every row of a set (cached per evaluation and set)."""
+    hit = _masked_in_cache.get(rowset.name)
     if hit is not None and hit[0]() is evaluation:
         return hit[1]
-    ex = evaluation.explanations
-    logits = masked_logits(evaluation, ex.mask, ex.rows, domain=ex.mask_domain, desc="masked-in")
-    _masked_in_cache["in"] = (weakref.ref(evaluation), logits)
+    logits = set_logits(evaluation, rowset, desc=f"masked-in {rowset.name}")
+    _masked_in_cache[rowset.name] = (weakref.ref(evaluation), logits)
     return logits
 
 

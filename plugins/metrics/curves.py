@@ -15,7 +15,8 @@ against 0.575 random). The steps are therefore log-spaced at the start,
 :data:`FRACTIONS` = 0, 0.5, 1, 2, 5, 10, 20, 50, 100 % of bins, and the area is taken
 with every step weighted equally (trapezoid over the step index, normalised to
 [0, 1]), so the first few per cent, where explanations differ, carry the score.
-Cost: 2 x 7 classifier passes (each one ISTFT + STFT) per explained row.
+Cost: 2 x 7 classifier passes (each one ISTFT + STFT) per explained row, on the test
+rows and on the condition sets' scored rows (the metric validity check's rows).
 """
 
 from __future__ import annotations
@@ -43,32 +44,36 @@ def step_masks(
     return keep.float().view(shape)
 
 
-def explained_curves(evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray]:
-    """Deletion and insertion probability curves ``(R, len(FRACTIONS))`` of every row."""
-    ex = evaluation.explanations
-    rows_total = len(ex.rows)
+def explained_curves(
+    evaluation: Evaluation, rowset: _common.RowSet | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion probability curves ``(R, len(FRACTIONS))`` of every row
+    of a set (default: the test set's explained rows)."""
+    if rowset is None:
+        rowset = next(_common.row_sets(evaluation, conditions=False))
+    rows_total = len(rowset)
     last = len(FRACTIONS) - 1
-    p_full = _common.explained(
-        _common.probabilities(evaluation, _common.original_logits(evaluation)), ex.classes
-    )
+    p_full = _common.explained(_common.probabilities(evaluation, rowset.logits), rowset.classes)
     p_silent = _common.probabilities(evaluation, _common.silence_logits(evaluation))[0]
-    p_silent = p_silent[ex.classes.long().cpu()]
+    p_silent = p_silent[rowset.classes]
     deletion = np.zeros((rows_total, len(FRACTIONS)))
     insertion = np.zeros((rows_total, len(FRACTIONS)))
     deletion[:, 0], deletion[:, last] = p_full.numpy(), p_silent.numpy()
     insertion[:, 0], insertion[:, last] = p_silent.numpy(), p_full.numpy()
-    gen = evaluation.generator("deletion_insertion")
+    gen = evaluation.generator(
+        "deletion_insertion" if rowset.name == "test" else f"deletion_insertion/{rowset.name}"
+    )
     chunk = _common.CHUNK
     starts = range(0, rows_total, chunk)
     for start in tqdm(starts, desc="deletion/insertion", disable=rows_total <= chunk, leave=False):
-        mask = ex.mask[start : start + chunk]
-        rows = ex.rows[start : start + chunk]
-        classes = ex.classes[start : start + chunk]
+        mask = rowset.mask[start : start + chunk]
+        rows = rowset.rows[start : start + chunk]
+        classes = rowset.classes[start : start + chunk]
         ranks = scores.relevance_ranks(mask, gen)
         for step in range(1, last):
             for insert, curve in ((False, deletion), (True, insertion)):
                 masks = step_masks(ranks, mask.shape, FRACTIONS[step], insert)
-                logits = _common.masked_logits(evaluation, masks, rows)
+                logits = _common.masked_logits(evaluation, masks, rows, spec=rowset.source)
                 probs = _common.probabilities(evaluation, logits)
                 curve[start : start + chunk, step] = _common.explained(probs, classes).numpy()
     return deletion, insertion
@@ -99,9 +104,13 @@ class DeletionInsertion(Metric):
     )
 
     def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
-        deletion, insertion = explained_curves(evaluation)
-        keys = _common.row_keys(evaluation)
-        return {
-            "deletion_auc": RowValues.of(keys, scores.curve_area(deletion)),
-            "insertion_auc": RowValues.of(keys, scores.curve_area(insertion)),
-        }
+        out: dict[str, float | RowValues] = {}
+        for rowset in _common.row_sets(evaluation):
+            deletion, insertion = explained_curves(evaluation, rowset)
+            out.update(
+                (
+                    rowset.values("deletion_auc", scores.curve_area(deletion)),
+                    rowset.values("insertion_auc", scores.curve_area(insertion)),
+                )
+            )
+        return out

@@ -20,7 +20,8 @@ with binary masks that mean the same in every domain):
 
 ``_minus_random`` / ``_minus_loudest`` are medians of the per-row paired differences.
 Cost: three classifier passes per explained row (explanation, random, loudest), each
-with one ISTFT + STFT.
+with one ISTFT + STFT, on the test rows and on the condition sets' scored rows (kept per
+row for the metric validity check, :mod:`plugins.metrics._common`).
 """
 
 from __future__ import annotations
@@ -87,44 +88,43 @@ class Faithfulness(Metric):
     )
 
     def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
-        ex = evaluation.explanations
-        keys = _common.row_keys(evaluation)
-        original = _common.original_logits(evaluation)
-        p_orig = _common.explained(_common.probabilities(evaluation, original), ex.classes)
-        f_orig = _common.explained(original, ex.classes)
-        specs = _common.row_specs(evaluation)
-        removed_share = 1.0 - perturb.remaining_share(specs, ex.mask, ex.mask_domain)
+        out: dict[str, float | RowValues] = {}
+        for rowset in _common.row_sets(evaluation):
+            out.update(self._on(evaluation, rowset))
+        return out
+
+    def _on(self, evaluation: Evaluation, rowset: _common.RowSet) -> dict[str, RowValues]:
+        p_orig = _common.explained(_common.probabilities(evaluation, rowset.logits), rowset.classes)
+        f_orig = _common.explained(rowset.logits, rowset.classes)
+        specs = rowset.specs()
+        removed_share = 1.0 - perturb.remaining_share(specs, rowset.mask, rowset.mask_domain)
+        gen = evaluation.generator(f"faithfulness/{rowset.name}")
         controls = {
-            "ff": (ex.mask, ex.mask_domain),
-            "ff_random": (
-                perturb.matched_random_masks(
-                    specs, removed_share, evaluation.generator("faithfulness")
-                ),
-                "linear",
-            ),
+            "ff": (None, None),
+            "ff_random": (perturb.matched_random_masks(specs, removed_share, gen), "linear"),
             "ff_loudest": (perturb.loudest_masks(specs, removed_share), "linear"),
         }
         p_drop, f_drop = {}, {}
         for prefix, (mask, domain) in controls.items():
-            logits = _common.masked_logits(
-                evaluation, mask, ex.rows, domain=domain, remove=True, desc=prefix
+            logits = _common.set_logits(
+                evaluation, rowset, mask, domain=domain, remove=True, desc=prefix
             )
-            p = _common.explained(_common.probabilities(evaluation, logits), ex.classes)
+            p = _common.explained(_common.probabilities(evaluation, logits), rowset.classes)
             p_drop[prefix] = p_orig - p
-            f_drop[prefix] = f_orig - _common.explained(logits, ex.classes)
+            f_drop[prefix] = f_orig - _common.explained(logits, rowset.classes)
         med = "median"
-        return {
-            "ff_prob_drop": RowValues.of(keys, p_drop["ff"], med),
-            "ff_logit_drop": RowValues.of(keys, f_drop["ff"], med),
-            "ff_random_prob_drop": RowValues.of(keys, p_drop["ff_random"], med),
-            "ff_prob_drop_minus_random": RowValues.of(
-                keys, p_drop["ff"] - p_drop["ff_random"], med
-            ),
-            "ff_logit_drop_minus_random": RowValues.of(
-                keys, f_drop["ff"] - f_drop["ff_random"], med
-            ),
-            "ff_loudest_prob_drop": RowValues.of(keys, p_drop["ff_loudest"], med),
-            "ff_prob_drop_minus_loudest": RowValues.of(
-                keys, p_drop["ff"] - p_drop["ff_loudest"], med
-            ),
-        }
+        return dict(
+            (
+                rowset.values("ff_prob_drop", p_drop["ff"], med),
+                rowset.values("ff_logit_drop", f_drop["ff"], med),
+                rowset.values("ff_random_prob_drop", p_drop["ff_random"], med),
+                rowset.values("ff_prob_drop_minus_random", p_drop["ff"] - p_drop["ff_random"], med),
+                rowset.values(
+                    "ff_logit_drop_minus_random", f_drop["ff"] - f_drop["ff_random"], med
+                ),
+                rowset.values("ff_loudest_prob_drop", p_drop["ff_loudest"], med),
+                rowset.values(
+                    "ff_prob_drop_minus_loudest", p_drop["ff"] - p_drop["ff_loudest"], med
+                ),
+            )
+        )

@@ -8,7 +8,9 @@ and ``c`` the explained class:
 AI = 100 mean[p_c < o_c], AD = 100 mean(relu(p_c - o_c) / p_c),
 AG = 100 mean(relu(o_c - p_c) / (1 - p_c)), Fid-In = mean[argmax o = argmax p].
 
-Probabilities are the classifier's own, softmaxed **once**. SpeechBrain's
+Rows: the test rows (the published numbers) and the condition sets' scored rows (kept
+for the metric validity check only). Cost: one classifier pass per row, shared by the
+two metrics. Probabilities are the classifier's own, softmaxed **once**. SpeechBrain's
 ``compute_AD`` (recipes/ESC50/interpret) softmaxes probabilities a second time; on
 values in [0, 1] the second softmax is nearly flat, so its AD is squeezed far below
 100 (p_c = 0.9, o_c = 0 gives 58.9 instead of 100 with 50 classes). Published L-MAC AD
@@ -36,11 +38,12 @@ def per_row(score, *arrays) -> np.ndarray:
     return np.array([score(*(a[i : i + 1] for a in arrays)) for i in range(n)])
 
 
-def _explained_pair(evaluation: Evaluation):
-    ex = evaluation.explanations
-    p = _common.probabilities(evaluation, _common.original_logits(evaluation))
-    o = _common.probabilities(evaluation, _common.masked_in_logits(evaluation))
-    return p, o, ex.classes
+def _explained_pairs(evaluation: Evaluation):
+    """Per row set: probabilities on the clip and on the masked-in input, and classes."""
+    for rowset in _common.row_sets(evaluation):
+        p = _common.probabilities(evaluation, rowset.logits)
+        o = _common.probabilities(evaluation, _common.masked_in_logits(evaluation, rowset))
+        yield rowset, p, o, rowset.classes
 
 
 class LMac(Metric):
@@ -66,14 +69,17 @@ class LMac(Metric):
     version = "2"
 
     def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
-        p, o, c = _explained_pair(evaluation)
-        pc, oc = _common.explained(p, c).numpy(), _common.explained(o, c).numpy()
-        keys = _common.row_keys(evaluation)
-        return {
-            "lmac_ai": RowValues.of(keys, per_row(scores.average_increase, pc, oc)),
-            "lmac_ad": RowValues.of(keys, per_row(scores.average_drop, pc, oc)),
-            "lmac_ag": RowValues.of(keys, per_row(scores.average_gain, pc, oc)),
-        }
+        out: dict[str, float | RowValues] = {}
+        for rowset, p, o, c in _explained_pairs(evaluation):
+            pc, oc = _common.explained(p, c).numpy(), _common.explained(o, c).numpy()
+            out.update(
+                (
+                    rowset.values("lmac_ai", per_row(scores.average_increase, pc, oc)),
+                    rowset.values("lmac_ad", per_row(scores.average_drop, pc, oc)),
+                    rowset.values("lmac_ag", per_row(scores.average_gain, pc, oc)),
+                )
+            )
+        return out
 
 
 class LMacMulticlass(Metric):
@@ -102,12 +108,15 @@ class LMacMulticlass(Metric):
     version = "2"
 
     def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
-        p, o, c = _explained_pair(evaluation)
-        p, o, c = p.numpy(), o.numpy(), c.long().cpu().numpy()
-        keys = _common.row_keys(evaluation)
-        return {
-            "lmac_fid_in": RowValues.of(keys, per_row(scores.top1_unchanged, p, o)),
-            "lmac_ad_speechbrain": RowValues.of(
-                keys, per_row(scores.average_drop_double_softmax, p, o, c)
-            ),
-        }
+        out: dict[str, float | RowValues] = {}
+        for rowset, p, o, c in _explained_pairs(evaluation):
+            p, o, c = p.numpy(), o.numpy(), c.long().cpu().numpy()
+            out.update(
+                (
+                    rowset.values("lmac_fid_in", per_row(scores.top1_unchanged, p, o)),
+                    rowset.values(
+                        "lmac_ad_speechbrain", per_row(scores.average_drop_double_softmax, p, o, c)
+                    ),
+                )
+            )
+        return out

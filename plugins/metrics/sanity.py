@@ -217,6 +217,14 @@ class SanityCheck(Metric):
     reference = "Adebayo et al. 2018, Sanity checks for saliency maps (cascading randomisation)"
     columns = _columns()
 
+    def not_applicable(self, evaluation: Evaluation) -> str | None:
+        reason = super().not_applicable(evaluation)
+        if reason is None and evaluation.refit_explainer is None:
+            return "no way to refit the explainer on a randomised classifier in this evaluation"
+        if reason is None and not isinstance(evaluation.classifier, KumarCNN):
+            return "cascading randomisation is defined for the built-in KumarCNN only"
+        return reason
+
     def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
         nan = {c.name: math.nan for c in self.columns}
         ex = evaluation.explanations
