@@ -213,13 +213,15 @@ def leaderboard(
     grouped = long.groupby(["explainer", "header"], sort=False)["value"]
     mean = grouped.mean().unstack("header")
     std = grouped.std(ddof=1).unstack("header")
-    table = pd.DataFrame(index=mean.index)
     reference = long.groupby("explainer")["reference"].agg(lambda v: bool(pd.Series(v).any()))
-    table["reference"] = reference
-    table["folds"] = long.groupby("explainer")["fold"].nunique()
+    parts: dict[str, pd.Series] = {
+        "reference": reference,
+        "folds": long.groupby("explainer")["fold"].nunique(),
+    }
     for header in order:
-        table[header] = mean.get(header)
-        table[f"{header} std"] = std.get(header)
+        parts[header] = mean[header]
+        parts[f"{header} std"] = std[header]
+    table = pd.DataFrame(parts).reindex(mean.index)
     # Columns empty for every explainer (e.g. multilabel AUPRC on a multiclass dataset)
     # say nothing here; the long CSV keeps them with the reason.
     table = table.dropna(axis=1, how="all").reset_index()

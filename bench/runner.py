@@ -140,11 +140,14 @@ def _check_mask(name: str, mask: torch.Tensor, spec_shape: torch.Size) -> None:
 
 
 def score_cell(
-    metrics: Sequence[type[Metric]], evaluation: Evaluation
+    metrics: Sequence[type[Metric]],
+    evaluation: Evaluation,
+    seconds: dict[str, float] | None = None,
 ) -> tuple[list[Score], dict[str, RowValues]]:
     """Every metric's columns, and the per-row values behind those that have them; a
     metric that does not apply publishes empty values with its reason, never a silent
-    zero. A column's ``n`` is the number of rows its value rests on."""
+    zero. A column's ``n`` is the number of rows its value rests on. ``seconds``, when
+    given, receives each metric's wall time (its cost, published in the cell)."""
     scores: list[Score] = []
     row_values: dict[str, RowValues] = {}
     for metric_cls in metrics:
@@ -153,7 +156,10 @@ def score_cell(
         values: Mapping[str, float | RowValues] = {}
         if reason is None:
             try:
+                started = time.perf_counter()
                 values = metric.compute(evaluation)
+                if seconds is not None:
+                    seconds[metric.name] = round(time.perf_counter() - started, 3)
             except BenchError:
                 raise
             except Exception as err:
@@ -233,6 +239,7 @@ def run_cell(
         class_names=ws.dataset.class_names,
         explainer_name=explainer_cls.name,
         explainer_has_surrogate=explainer_cls.has_surrogate,
+        explainer_is_reference=explainer_cls.reference,
         classifier=ws.model,
         front_end=ws.front_end,
         device=device,
@@ -248,7 +255,8 @@ def run_cell(
             explainer_cls, classifier=classifier, tag=tag
         )[0],
     )
-    scores, row_values = score_cell(metrics, evaluation)
+    metric_seconds: dict[str, float] = {}
+    scores, row_values = score_cell(metrics, evaluation, metric_seconds)
     if config.listen:
         write_listening_examples(ws, explainer_cls.name, explained, Path(config.out), config.listen)
     return CellResult(
@@ -262,7 +270,7 @@ def run_cell(
         device=timing.device_name,
         classifier_sha256=ws.classifier.checkpoint_sha256,
         scores=scores,
-        fit={**_jsonable(fit_info), "fit_seconds": fit_seconds},
+        fit={**_jsonable(fit_info), "fit_seconds": fit_seconds, "metric_seconds": metric_seconds},
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         reference=explainer_cls.reference,
         rows=pack_rows(row_values),

@@ -501,6 +501,9 @@ class Evaluation:
     explanations: ExplanationSet
     conditions: dict[str, ConditionSet]
     timing: Timing
+    explainer_is_reference: bool = False
+    """A reference row (oracle, anti-oracle, random, loudest): its mask metrics also
+    keep per-row values on the condition sets, for the metric validity check."""
     refit_explainer: Callable[[ClassifierModel, str], Explainer] | None = None
     """``(classifier, tag) -> explainer``: this cell's explainer built for another
     classifier and fitted with the same options, budget and seed (the sanity check's

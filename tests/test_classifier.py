@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import f1_score
+import torch.nn.functional as F
+from sklearn.metrics import average_precision_score, f1_score
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, num_frames
 from l2i_bench.classifier import (
@@ -93,16 +94,50 @@ def test_paper_shapes_at_full_width_for_esc50_clips() -> None:
     }
 
 
+def _kumar_by_hand(model: KumarCNN, x: torch.Tensor):
+    """The network's forward pass rewritten from the architecture (blocks b1-b6 with a
+    2x2 max pool after each, F1, the 1x1 head conv + ReLU, mean over time and
+    frequency, the linear layer), independent of ``forward_with_taps``."""
+    h = x
+    for block in (model.b1, model.b2, model.b3):
+        h = F.max_pool2d(block(h), 2)
+    t4 = model.b4(h)
+    t5 = model.b5(F.max_pool2d(t4, 2))
+    t6 = model.b6(F.max_pool2d(t5, 2))
+    h = model.f1(F.max_pool2d(t6, 2))
+    h = F.relu(F.conv2d(h, model.head_conv.weight, model.head_conv.bias))
+    feature = h.flatten(2).mean(dim=2)
+    return feature @ model.fc.weight.T + model.fc.bias, {"B4": t4, "B5": t5, "B6": t6}
+
+
 def test_call_matches_forward_with_taps_and_probabilities_follow_task() -> None:
-    x = torch.randn(3, 1, 100, 128)
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 256, 128)  # 256 frames: B6 leaves 4 frames, no padding path
     multi = KumarCNN(4, Task.MULTICLASS, WIDTH).eval()
-    logits = multi(x)
-    assert torch.allclose(logits, multi.forward_with_taps(x)[0])
-    probs = multi.probabilities(logits)
-    assert torch.allclose(probs.sum(dim=1), torch.ones(3), atol=1e-6)
+    with torch.no_grad():
+        logits = multi(x)
+        tapped, taps = multi.forward_with_taps(x)
+        by_hand, hand_taps = _kumar_by_hand(multi, x)
+    torch.testing.assert_close(logits, by_hand, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(tapped, by_hand, rtol=1e-5, atol=1e-6)
+    # documented tap shapes: B4 (T//8, 16), B5 (T//16, 8), B6 (T//32, 4)
+    assert taps["B4"].shape == (3, ch(128), 32, 16)
+    assert taps["B5"].shape == (3, ch(256), 16, 8)
+    assert taps["B6"].shape == (3, ch(512), 8, 4)
+    for name in ("B4", "B5", "B6"):
+        torch.testing.assert_close(taps[name], hand_taps[name])
+    # multiclass: softmax, written out
+    expected = torch.exp(logits) / torch.exp(logits).sum(dim=1, keepdim=True)
+    torch.testing.assert_close(multi.probabilities(logits), expected)
+    # multilabel: independent sigmoids (rows do not sum to 1)
     label = KumarCNN(4, Task.MULTILABEL, WIDTH).eval()
-    logits = label(x)
-    assert torch.allclose(label.probabilities(logits), 1 / (1 + torch.exp(-logits)), atol=1e-6)
+    raw = torch.tensor([[2.0, -1.0, 0.0, 3.0]])
+    torch.testing.assert_close(
+        label.probabilities(raw), 1 / (1 + torch.exp(-raw)), rtol=0, atol=1e-6
+    )
+    assert label.probabilities(raw).sum().item() == pytest.approx(
+        1 / (1 + np.exp(-2)) + 1 / (1 + np.exp(1)) + 0.5 + 1 / (1 + np.exp(-3)), abs=1e-6
+    )
 
 
 def test_rejects_wrong_input_layout() -> None:
@@ -210,7 +245,23 @@ def test_multilabel_thresholds_are_chosen_in_open_unit_interval(tmp_path: Path) 
     )
     assert result.thresholds is not None and result.thresholds.shape == (3,)
     assert bool(((result.thresholds > 0) & (result.thresholds < 1)).all())
-    assert 0.0 <= result.history[0]["val_score"] <= 1.0
+    # Recompute from the returned model's validation probabilities, independently: per
+    # class, the first grid threshold with the best F1 of p >= t (0.5 when F1 is 0).
+    logits = evaluate_logits(result.model, valid, 7, "cpu")
+    probs = torch.sigmoid(logits).numpy()
+    expected = []
+    for c in range(3):
+        f1s = [
+            f1_score(valid.targets[:, c], probs[:, c] >= t, zero_division=0.0)
+            for t in THRESHOLD_GRID
+        ]
+        expected.append(THRESHOLD_GRID[int(np.argmax(f1s))] if max(f1s) > 0 else 0.5)
+    assert result.thresholds.tolist() == pytest.approx(expected, abs=1e-6)
+    # the kept epoch's validation score is the micro average precision of that model
+    best = result.history[result.best_epoch - 1]["val_score"]
+    assert best == pytest.approx(
+        average_precision_score(valid.targets, probs, average="micro"), abs=1e-6
+    )
     reused = train_or_load_classifier(
         train,
         valid,

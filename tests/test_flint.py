@@ -24,6 +24,8 @@ from l2i_bench.errors import BenchError
 from l2i_bench.plugins.explainers.flint import (
     TAPS,
     FlintExplainer,
+    attribute_relevance,
+    output_fidelity_loss,
 )
 from l2i_bench.types import Clip, ExplainerContext, ExplainerDefaults, Task
 
@@ -188,17 +190,59 @@ def test_state_round_trips_and_mismatch_is_a_bench_error(fitted) -> None:
 
 
 def test_multilabel_trains_with_soft_bce_and_explains() -> None:
+    # The multilabel output-fidelity loss is BCE against the classifier's sigmoid
+    # (soft targets), written out: -mean(q log p + (1 - q) log(1 - p)).
+    surrogate = torch.tensor([[0.5, -2.0, 1.0], [3.0, 0.0, -1.0]])
+    teacher = torch.tensor([[2.0, -1.0, 0.0], [-3.0, 1.0, 4.0]])
+    p, q = 1 / (1 + np.exp(-surrogate.numpy())), 1 / (1 + np.exp(-teacher.numpy()))
+    soft_bce = -np.mean(q * np.log(p) + (1 - q) * np.log(1 - p))
+    got = output_fidelity_loss(surrogate, teacher, Task.MULTILABEL)
+    assert got.item() == pytest.approx(soft_bce, rel=1e-6)
+    # (the multiclass loss is the soft cross-entropy, not BCE)
+    soft_ce = -np.mean(
+        np.sum(F.softmax(teacher, -1).numpy() * F.log_softmax(surrogate, -1).numpy(), axis=-1)
+    )
+    got = output_fidelity_loss(surrogate, teacher, Task.MULTICLASS)
+    assert got.item() == pytest.approx(soft_ce, rel=1e-6)
+
     fe = FrontEnd("cpu")
     train, valid = InMemory(tone_clips(12, 3, fe, True)), InMemory(tone_clips(6, 4, fe, True))
     torch.manual_seed(1)
     clf = KumarCNN(3, Task.MULTILABEL, width=0.125).eval().requires_grad_(False)
     explainer = FlintExplainer(make_context(clf, {**OPTIONS, "epochs": 1}))
     facts = explainer.fit(train, valid)
-    assert facts["epochs"] == 1
-    batch = valid.everything.select([0, 0, 1])
-    out = explainer.explain(batch, torch.tensor([0, 1, 2]))
-    assert out.mask.shape == batch.spec.shape and out.mask.min() >= 0 and out.mask.max() <= 1
-    assert out.surrogate_logits.shape == (3, 3)
+    assert facts["epochs"] == 1 and facts["best_epoch"] == 1
+    # multilabel selection: agreement on the most confident class, recomputed here
+    everything = valid.everything
+    with torch.no_grad():
+        logits, taps = clf.forward_with_taps(everything.logmel)
+        phi = explainer.phi({t: taps[t] for t in TAPS})
+    surrogate = phi @ explainer.head.weight.T  # bias-free linear head, by hand
+    agreement = (surrogate.argmax(-1) == logits.argmax(-1)).double().mean().item()
+    assert facts["valid_top1_agreement"] == pytest.approx(agreement, abs=1e-12)
+
+    batch = everything.select([0, 0, 1])
+    classes = torch.tensor([0, 1, 2])
+    out = explainer.explain(batch, classes)
+    rows = torch.tensor([0, 0, 1])
+    torch.testing.assert_close(out.surrogate_logits, surrogate[rows])
+    products = phi[rows] * explainer.head.weight[classes]
+    peak = products.amax(-1, keepdim=True)
+    relevance = torch.where(peak > 0, products / peak, torch.zeros_like(products))
+    torch.testing.assert_close(out.relevance, relevance)
+    # the max is signed: a larger negative product does not rescale (hand case)
+    hand = attribute_relevance(
+        torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[1.0, -1.0, -2.0]]), torch.tensor([0])
+    )
+    assert hand.tolist() == [[1.0, -2.0, -6.0]]
+    relevant = (relevance > explainer.context.defaults.relevance_threshold).float()
+    frames = batch.spec.shape[-1]
+    with torch.no_grad():
+        ratio = explainer.decoder(phi[rows] * relevant, frames) / (
+            explainer.decoder(phi[rows], frames) + 1e-6
+        )
+    torch.testing.assert_close(out.mask, ratio.clamp(0, 1))
+    assert out.mask.shape == batch.spec.shape
 
 
 def test_classifier_without_taps_is_a_bench_error() -> None:

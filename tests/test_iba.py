@@ -5,8 +5,11 @@ more of the mask."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 from explainer_contexts import explainer_context
 from torch import nn
 
@@ -141,6 +144,7 @@ def test_mel_to_linear_keeps_flat_maps_flat_and_follows_the_bands():
     low[:, :, :2] = 1.0  # saliency in the lowest 16 of 128 mel bands only
     mask = saliency_to_mask(low, 20, matrix)
     assert mask.shape == (1, 513, 20) and mask.min() >= 0 and mask.max() <= 1
+    torch.testing.assert_close(mask, _hand_mask(low, 20, front_end.mel_basis))
     top_hz = front_end.mel_basis.shape[1]
     # mass sits below the 16th band's upper edge, never at the top of the spectrum
     assert mask[0, : top_hz // 4].mean() > 10 * mask[0, top_hz // 2 :].mean()
@@ -195,6 +199,27 @@ def test_iba_mask_follows_the_used_burst_not_the_ignored_one(task):
     assert all(p.requires_grad and p.grad is None for p in net.parameters())
 
 
+def _hand_mask(saliency: torch.Tensor, frames: int, mel_basis: torch.Tensor) -> torch.Tensor:
+    """B4-grid saliency (B, T', F') -> STFT mask, written from the module docstring:
+    bilinear to (T, 128), each STFT bin the filter-weighted mean of the mel values
+    (a bin no filter covers copies the nearest covered bin), min-max per clip."""
+    weights = mel_basis.T.clamp_min(0.0).double()  # (F, M)
+    sums = weights.sum(1)
+    covered = [i for i in range(len(sums)) if sums[i] > 0]
+    rows = []
+    for i in range(len(sums)):
+        j = i if sums[i] > 0 else min(covered, key=lambda k: abs(k - i))
+        rows.append(weights[j] / sums[j])
+    to_linear = torch.stack(rows)
+    mel = F.interpolate(
+        saliency[:, None].double(), size=(frames, weights.shape[1]), mode="bilinear"
+    )[:, 0].clamp_min(0.0)
+    linear = torch.einsum("fm,btm->bft", to_linear, mel)
+    low = linear.flatten(1).min(1).values[:, None, None]
+    high = linear.flatten(1).max(1).values[:, None, None]
+    return ((linear - low) / (high - low)).float()
+
+
 def test_iba_on_kumar_cnn_shapes_state_and_determinism():
     from l2i_bench.classifier import KumarCNN
 
@@ -205,14 +230,60 @@ def test_iba_on_kumar_cnn_shapes_state_and_determinism():
     explainer = IbaExplainer(make_context(net, front_end, steps=3, draws=4))
     with pytest.raises(BenchError, match="fit"):
         explainer.explain(batch, torch.tensor([0, 2]))
-    explainer.fit(Clips(audio_batch(front_end, noise(6, 1.5, seed=5))), None)
+    train = audio_batch(front_end, noise(6, 1.5, seed=5))
+    explainer.fit(Clips(train), None)
+    # the fitted state: B4 statistics of the 6 training clips, recomputed in one pass
+    with torch.no_grad():
+        b4 = net.forward_with_taps(train.logmel)[1]["B4"].double()
+    state = explainer.state_dict()
+    assert int(state["count"]) == 6
+    torch.testing.assert_close(state["mean"], b4.mean(0).float())
+    torch.testing.assert_close(state["std"], b4.std(0).float())
+    torch.testing.assert_close(state["active"], ((b4 != 0).double().mean(0) > 0.01).float())
+    assert bool(state["relu"]) == bool(b4.min() >= 0)
+
     first = explainer.explain(batch, torch.tensor([0, 2]))
     fresh = IbaExplainer(make_context(net, front_end, steps=3, draws=4))
     fresh.load_state_dict(explainer.state_dict())
     second = fresh.explain(batch, torch.tensor([0, 2]))
-    assert torch.allclose(first.mask, second.mask)
+    assert torch.equal(first.mask, second.mask)
+    assert torch.equal(first.relevance, second.relevance)
     t4 = 130 // 8
     assert first.relevance.shape == (2, t4 * 16)
     assert first.mask.shape == batch.spec.shape
-    assert first.extra["information_bits"].shape == (2,)
     assert torch.all(first.relevance >= 0)
+    torch.testing.assert_close(first.extra["information_bits"], first.relevance.sum(1))
+    # the mask is the documented map of the B4 saliency
+    expected = _hand_mask(first.relevance.view(2, t4, 16), 130, front_end.mel_basis)
+    torch.testing.assert_close(first.mask, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_iba_one_step_saliency_is_the_capacity_at_the_initial_alpha():
+    """With one step the map is read from the first forward pass, where
+    ``lam = sigmoid(5)`` everywhere (smoothing keeps a constant), so the saliency is the
+    KL of ``N(lam R + (1 - lam) mu, (1 - lam)^2 s^2)`` to ``N(mu, s^2)`` per active
+    element, summed over channels, in bits."""
+    from l2i_bench.classifier import KumarCNN
+
+    torch.manual_seed(0)
+    net = KumarCNN(num_classes=3, task=Task.MULTICLASS, width=0.125).eval()
+    front_end = FrontEnd()
+    explainer = IbaExplainer(make_context(net, front_end, steps=1, draws=2))
+    explainer.fit(Clips(audio_batch(front_end, noise(6, 1.5, seed=5))), None)
+    batch = audio_batch(front_end, noise(2, 1.5, seed=4))
+    out = explainer.explain(batch, torch.tensor([1, 0]))
+    state = explainer.state_dict()
+    with torch.no_grad():
+        R = net.forward_with_taps(batch.logmel)[1]["B4"].double()
+    lam = 1.0 / (1.0 + math.exp(-5.0))
+    mu, sd = state["mean"].double(), state["std"].double().clamp_min(0.01)
+    # KL(N(m1, s1^2) || N(m2, s2^2)) = log(s2 / s1) + (s1^2 + (m1 - m2)^2) / (2 s2^2) - 1/2
+    s1 = (1 - lam) * sd
+    kl = torch.log(sd / s1) + (s1**2 + (lam * (R - mu)) ** 2) / (2 * sd**2) - 0.5
+    bits = (kl * state["active"].double()).sum(1) / math.log(2.0)  # (B, T', F')
+    torch.testing.assert_close(out.relevance.double(), bits.flatten(1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        out.extra["information_bits"].double(), bits.sum((1, 2)), rtol=1e-4, atol=1e-4
+    )
+    expected = _hand_mask(bits.float(), batch.spec.shape[-1], front_end.mel_basis)
+    torch.testing.assert_close(out.mask, expected, rtol=1e-4, atol=1e-5)

@@ -7,9 +7,10 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from l2i_bench.registry import load_registry
-from l2i_bench.runner import RunConfig, run_benchmark
+from l2i_bench.runner import FoldWorkspace, RunConfig, run_benchmark
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +29,31 @@ def test_l2i_and_random_on_the_real_fold(real_esc50_fold, tmp_path):
         listen=1,
         show_progress=False,
     )
-    summary = run_benchmark(config, load_registry())
+    registry = load_registry()
+    summary = run_benchmark(config, registry)
     manifest = json.loads(summary.manifest.read_text())
     fold = manifest["dataset"]["folds"]["4"]
     assert "within" in fold["protocol"].lower()  # only fold 4 is present: stated split
     assert fold["test"] == 40 and fold["train"] > fold["valid"] > 0
-    assert 0.0 <= summary.classifier_quality["4"]["accuracy"] <= 1.0
+    # The published accuracy, recomputed from scratch: the cached classifier (the run's
+    # checkpoint, same hash) on the same 40 test clips, argmax against the labels.
+    dataset = registry.dataset("esc50")(real_esc50_fold, seed=config.seed)
+    dataset.prepare()
+    ws = FoldWorkspace(dataset, "4", config, torch.device("cpu"))
+    assert ws.classifier.reused
+    assert ws.classifier.checkpoint_sha256 == manifest["classifier"]["4"]["sha256"]
+    batch = next(ws.test.batches(len(ws.test)))
+    assert len(batch) == 40
+    with torch.no_grad():
+        logits = ws.model(batch.logmel)
+    labels = batch.targets.argmax(1)
+    accuracy = (logits.argmax(1) == labels).double().mean().item()
+    top3 = (logits.topk(3, dim=1).indices == labels[:, None]).any(1).double().mean().item()
+    quality = summary.classifier_quality["4"]
+    assert quality["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+    assert quality["top3_accuracy"] == pytest.approx(top3, abs=1e-12)
+    table = pd.read_csv(summary.leaderboard.parent / "classifier.csv", dtype={"fold": str})
+    assert table.set_index("fold").loc["4", "accuracy"] == pytest.approx(accuracy, abs=1e-9)
 
     board = pd.read_csv(summary.leaderboard).set_index("explainer")
     assert list(board.index) == ["l2i", "random"]

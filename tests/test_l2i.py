@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from explainer_contexts import explainer_context
 
+from l2i_bench import perturb
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd
 from l2i_bench.classifier import KumarCNN
 from l2i_bench.data import ClipSet
@@ -20,7 +21,7 @@ from l2i_bench.plugins.explainers.l2i import (
     relevance_of,
     select_components,
 )
-from l2i_bench.types import Clip, ExplainerDefaults, Task
+from l2i_bench.types import Clip, ExplainerDefaults, MaskDomain, Task
 
 CLIP_SECONDS = 0.75  # 65 frames: the classifier's minimum
 BANDS = ((200.0, 1500.0), (3000.0, 7000.0), (10000.0, 16000.0))  # class c: noise in BANDS[c]
@@ -118,19 +119,46 @@ def test_relevance_and_mask_properties(setup) -> None:
 
 
 def test_activations_are_what_the_explanation_is_built_from(setup) -> None:
-    """Diagnostics read ``activations``; they must see the H and z that ``explain`` uses."""
+    """Diagnostics read ``activations``; they must see the H and z that ``explain`` uses.
+    Everything downstream of H is recomputed here by hand from the interpreter's weights
+    (attention pooling, linear head, relevance, top-k selection, component ratio)."""
     explainer, _, classifier, test, _ = setup
     batch = next(test.batches(4))
-    classes = classifier(batch.logmel).argmax(1)
+    with torch.no_grad():
+        classes = classifier(batch.logmel).argmax(1)
+        _, taps = classifier.forward_with_taps(batch.logmel)
+        H_direct = explainer.phi(taps, batch.logmel.shape[2])
     H, z = explainer.activations(batch)
     assert H.shape == (4, 8, batch.spec.shape[-1]) and z.shape == (4, 8)
+    torch.testing.assert_close(H, H_direct)
     assert H.min() >= 0
+    # z: gated attention pooling over time, a_t = softmax_t(w . (tanh(V h_t) * relu(U h_t)))
+    theta = explainer.theta
+    V, U, w, fc = (
+        p.detach() for p in (theta.V.weight, theta.U.weight, theta.w.weight, theta.fc.weight)
+    )
+    h = H.transpose(1, 2)  # (B, T, K)
+    gate = torch.tanh(h @ V.T + theta.V.bias.detach()) * torch.relu(h @ U.T + theta.U.bias.detach())
+    attention = torch.softmax((gate @ w.T)[..., 0] + theta.w.bias.detach(), dim=1)
+    z_hand = (attention[..., None] * h).sum(dim=1)
+    torch.testing.assert_close(z, z_hand, rtol=1e-5, atol=1e-6)
+
     expl = explainer.explain(batch, classes)
-    relevance = relevance_of(z, explainer.theta.fc.weight, classes)
-    torch.testing.assert_close(expl.relevance, relevance)
-    chosen = select_components(relevance, explainer.threshold, explainer.top_k)
-    mask = component_mask(explainer.W, H, batch.log_magnitude, chosen)
-    torch.testing.assert_close(expl.mask, mask)
+    torch.testing.assert_close(expl.surrogate_logits, z_hand @ fc.T)
+    contrib = z_hand * fc[classes]
+    relevance = contrib / contrib.max(dim=1, keepdim=True).values
+    assert (contrib.max(dim=1).values > 0).all()
+    torch.testing.assert_close(expl.relevance, relevance, rtol=1e-5, atol=1e-6)
+    chosen = torch.zeros_like(relevance, dtype=torch.bool)
+    for row in range(4):
+        ranked = sorted(range(8), key=lambda k: -float(relevance[row, k]))
+        for k in ranked[: explainer.top_k]:
+            chosen[row, k] = bool(relevance[row, k] > explainer.threshold)
+    assert torch.equal(expl.extra["n_components"], chosen.sum(1).float())
+    W = explainer.W
+    full = torch.stack([W @ H[b] for b in range(4)])
+    part = torch.stack([W @ (H[b] * chosen[b, :, None]) for b in range(4)])
+    torch.testing.assert_close(expl.mask, (part / (full + 1e-6)).clamp(0, 1))
 
 
 def test_selection_is_top_k_above_threshold() -> None:
@@ -151,27 +179,29 @@ def test_relevance_formula_against_hand_computation() -> None:
 
 
 def test_mask_of_all_components_resynthesises_input(setup) -> None:
-    """With activations that reconstruct |X| well, all components give M≈1, so istft(M X)
-    is the input; a subset gives the paper's exp(E)-1 magnitude."""
+    """With activations that reconstruct |X| well, all components give a ratio ≈ 1, so the
+    kept input is the input; a subset keeps the paper's exp(E)-1 magnitude."""
     _, _, _, test, front_end = setup
     batch = next(test.batches(2))
     L = batch.log_magnitude
     nmf = SparseNMF(10, beta=1, mu=0.0, max_iter=80, seed=0).fit(torch.cat(list(L), dim=1))
     H = nmf.H_.reshape(10, 2, -1).permute(1, 0, 2)
     everything = torch.ones(2, 10, dtype=torch.bool)
-    mask = component_mask(nmf.W_, H, L, everything)
+    mask, domain = component_mask(nmf.W_, H, L, everything)
+    assert domain == MaskDomain.LOG1P
     assert mask.min() >= 0 and mask.max() <= 1
     length = batch.waveform.shape[1]
-    wave = front_end.apply_mask(batch.spec, mask, length)
+    wave = front_end.apply_mask(batch.spec, mask, length, domain)
     err = (wave - batch.waveform).norm() / batch.waveform.norm()
     assert err < 0.05
     some = torch.zeros(2, 10, dtype=torch.bool)
     some[:, :3] = True
-    mask = component_mask(nmf.W_, H, L, some)
+    mask, domain = component_mask(nmf.W_, H, L, some)
     WH = torch.einsum("fk,bkt->bft", nmf.W_, H)
     part = torch.einsum("fk,bkt->bft", nmf.W_[:, :3], H[:, :3])
     expected = torch.expm1(L * part / (WH + 1e-6))  # the paper's |Y| = exp(E) - 1
-    torch.testing.assert_close(mask * batch.magnitude, expected, atol=1e-4, rtol=1e-3)
+    kept = perturb.keep(batch.spec, mask, domain).abs()
+    torch.testing.assert_close(kept, expected, atol=1e-4, rtol=1e-3)
 
 
 def test_state_round_trips(setup) -> None:
@@ -195,8 +225,13 @@ def test_log_domain_mask_never_exceeds_the_linear_one_and_punishes_loud_bins():
     H = torch.rand(2, 6, 30, generator=gen)
     magnitude = 100 * torch.rand(2, 20, 30, generator=gen) ** 3
     selected = torch.tensor([[True, False, True, False, False, True]] * 2)
-    log_mask = component_mask(W, H, torch.log1p(magnitude), selected, "log")
-    linear = component_mask(W, H, torch.log1p(magnitude), selected, "linear")
+    ratio, domain = component_mask(W, H, torch.log1p(magnitude), selected, "log")
+    assert domain == MaskDomain.LOG1P
+    same, linear_domain = component_mask(W, H, torch.log1p(magnitude), selected, "linear")
+    assert linear_domain == MaskDomain.LINEAR and torch.equal(ratio, same)
+    # what each keeps, as a gain on |X|
+    log_mask = perturb.linear_gain(magnitude, ratio, domain)
+    linear = perturb.linear_gain(magnitude, same, linear_domain)
     assert torch.all(log_mask <= linear + 1e-6)
     loud = magnitude > 30
     quiet = magnitude < 1

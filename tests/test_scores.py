@@ -82,10 +82,16 @@ def test_dcase_micro_pools_and_macro_averages_classes():
     y = (RNG.random((80, 4)) < 0.4).astype(float)
     y[0] = 1.0
     s = RNG.uniform(0.02, 0.98, (80, 4))
+    # The pooled curve's points are listed by increasing threshold before the official
+    # (non-stable) recall sort, so its tied recalls are not in sklearn's order: compare
+    # with the transcription of the official procedure (below).
     micro = scores.dcase_auprc(s, y, "micro")
-    assert micro == pytest.approx(dcase_reference(y.ravel(), s.ravel()))
+    assert micro == pytest.approx(official_dcase_micro(y, s), abs=1e-12)
+    assert micro == pytest.approx(dcase_reference(y.ravel(), s.ravel()), abs=5e-3)
     macro = scores.dcase_auprc(s, y, "macro")
-    assert macro == pytest.approx(np.mean([dcase_reference(y[:, c], s[:, c]) for c in range(4)]))
+    assert macro == pytest.approx(official_dcase_macro(y, s), abs=1e-12)
+    per_class = [scores.dcase_auprc(s[:, c : c + 1], y[:, c : c + 1]) for c in range(4)]
+    assert macro == pytest.approx(np.mean(per_class), abs=1e-15)
 
 
 def test_dcase_rejects_logits():
@@ -126,9 +132,121 @@ def test_fixed11_perfect_scores_give_one_and_class_without_positive_is_skipped()
 
 
 def test_fixed11_and_dcase_differ_from_each_other():
-    y = (RNG.random((200, 1)) < 0.3).astype(float)
-    s = np.clip(y * 0.3 + RNG.random((200, 1)) * 0.7, 0, 1)
-    assert scores.fixed11_auprc(s, y) != pytest.approx(scores.dcase_auprc(s, y), abs=1e-4)
+    # Hand-computed on 4 clips, no tied recalls in the DCASE curve.
+    # DCASE: thresholds 1, .9, .6 (the negatives are below 0.01) -> (R,P) = (0,0) (.5,1)
+    #   (1,1); padded: (0,1) (0,0) (.5,1) (1,1) (1,0) -> .25 + .5 = 0.75.
+    # fixed-11 (score > t): R = 0 at .95/.9, .5 at .8/.7/.6, 1 from .5 down, P = 1
+    #   throughout -> a unit square.
+    y = np.array([1.0, 1.0, 0.0, 0.0])[:, None]
+    s = np.array([0.9, 0.6, 0.005, 0.001])[:, None]
+    assert scores.dcase_auprc(s, y) == pytest.approx(0.75, abs=1e-12)
+    assert scores.fixed11_auprc(s, y) == pytest.approx(1.0, abs=1e-9)
+    # A positive exactly at a fixed threshold (0.8): fixed-11 counts it from t = 0.7 on
+    # (score > t), DCASE at its own score (score >= t).
+    # fixed-11 (R,P): (0,1) x3 [.95 .9 .8], (.5,.5) x5 [.7 .. .3], (1,2/3) x3 [.2 .1 .05]
+    #   -> (1 + .5)/2 * .5 + (.5 + 2/3)/2 * .5 = .375 + 7/24
+    # DCASE: thresholds 1 .8 .75 .3 -> (0,0) (.5,1) (.5,.5) (1,2/3)
+    #   -> .25 + 7/24 (either order of the tied .5 recalls gives the same area)
+    y = np.array([1.0, 0.0, 1.0])[:, None]
+    s = np.array([0.8, 0.75, 0.3])[:, None]
+    assert scores.fixed11_auprc(s, y) == pytest.approx(0.375 + 7 / 24, abs=1e-9)
+    assert scores.dcase_auprc(s, y) == pytest.approx(0.25 + 7 / 24, abs=1e-12)
+
+
+# ------------------------------------------- DCASE on ties: the official procedure
+
+
+def _official_class_table(y: np.ndarray, s: np.ndarray):
+    """One class as DCASE's metrics.py tabulates it: thresholds = sorted scores from
+    0.01 up, plus 1.0, unique, listed in DECREASING order; TP/FP/FN of ``s >= t``."""
+    thresholds = np.sort(s)
+    thresholds = thresholds[np.searchsorted(thresholds, 0.01) :]
+    thresholds = np.unique(np.append(thresholds, 1.0))[::-1]
+    rows = []
+    for t in thresholds:
+        tp = fp = fn = 0
+        for yi, si in zip(y, s, strict=True):
+            pred = si >= t
+            tp += int(pred and yi == 1)
+            fp += int(pred and yi == 0)
+            fn += int((not pred) and yi == 1)
+        rows.append((t, tp, fp, fn))
+    return rows
+
+
+def _official_area(points: list[tuple[float, float]]) -> float:
+    """Sort the (R, P) points as the official code does (numpy's default argsort of the
+    recalls, in the order they are listed), pad, trapezoid with sklearn's ``auc``."""
+    recalls = np.array([r for r, _ in points])
+    precisions = np.array([p for _, p in points])
+    order = np.argsort(recalls)
+    return float(
+        auc(
+            np.array([0.0, *recalls[order], 1.0]),
+            np.array([1.0, *precisions[order], 0.0]),
+        )
+    )
+
+
+def _pr(tp: int, fp: int, fn: int) -> tuple[float, float]:
+    return tp / max(tp + fn, 0.5), tp / max(tp + fp, 0.5)
+
+
+def official_dcase_macro(Y: np.ndarray, S: np.ndarray) -> float:
+    areas = []
+    for c in range(Y.shape[1]):
+        rows = _official_class_table(Y[:, c], S[:, c])
+        areas.append(_official_area([_pr(tp, fp, fn) for _, tp, fp, fn in rows]))
+    return float(np.mean(areas))
+
+
+def official_dcase_micro(Y: np.ndarray, S: np.ndarray) -> float:
+    """Union of the class thresholds in INCREASING order (``np.unique``, no reversal);
+    per class, the counts of the last table row (decreasing thresholds) whose threshold
+    is >= t; summed over classes."""
+    tables = [_official_class_table(Y[:, c], S[:, c]) for c in range(Y.shape[1])]
+    union = np.unique(np.hstack([[row[0] for row in table] for table in tables]))
+    points = []
+    for t in union:
+        tp = fp = fn = 0
+        for table in tables:
+            last = [row for row in table if row[0] >= t][-1]
+            tp, fp, fn = tp + last[1], fp + last[2], fn + last[3]
+        points.append(_pr(tp, fp, fn))
+    return _official_area(points)
+
+
+@pytest.mark.parametrize("trial", range(8))
+def test_dcase_matches_the_official_procedure_on_tie_heavy_scores(trial):
+    rng = np.random.default_rng(100 + trial)
+    n, c = int(rng.integers(20, 70)), int(rng.integers(3, 13))
+    y = (rng.random((n, c)) < (0.1 if trial % 2 else 0.3)).astype(float)
+    y[rng.integers(0, n, c), np.arange(c)] = 1.0  # every class has a positive
+    # Scores rounded to 2 decimals: many tied scores, and many thresholds that add only
+    # negatives, hence runs of tied recalls. (On this data the pooled curve sorted
+    # stably in decreasing-threshold order differs from the official area in every
+    # trial, by 2e-4 to 3e-3, on an AVX-512 machine with numpy 2.4.)
+    s = np.round(np.clip(0.3 * y + 0.7 * rng.random((n, c)), 0.0, 1.0), 2)
+    assert scores.dcase_auprc(s, y, "micro") == pytest.approx(official_dcase_micro(y, s), abs=1e-12)
+    assert scores.dcase_auprc(s, y, "macro") == pytest.approx(official_dcase_macro(y, s), abs=1e-12)
+
+
+def test_class_without_positive_is_left_out_of_both_macros():
+    rng = np.random.default_rng(7)
+    y = (rng.random((40, 3)) < 0.4).astype(float)
+    y[0, :2] = 1.0
+    y[:, 2] = 0.0  # e.g. a class the classifier never decides
+    s = np.round(rng.random((40, 3)), 2)
+    dcase_two = official_dcase_macro(y[:, :2], s[:, :2])
+    assert scores.dcase_auprc(s, y, "macro") == pytest.approx(dcase_two, abs=1e-12)
+    fixed_two = np.mean([fixed11_reference(y[:, k], s[:, k]) for k in range(2)])
+    assert scores.fixed11_auprc(s, y, "macro") == pytest.approx(fixed_two, abs=1e-8)
+    # no positive anywhere: undefined in both definitions, micro and macro
+    for fn in (scores.dcase_auprc, scores.fixed11_auprc):
+        for avg in ("micro", "macro"):
+            assert np.isnan(fn(s[:, 2:], y[:, 2:], avg))
+    # its scores still count as false positives in the pooled (micro) curve
+    assert scores.dcase_auprc(s, y, "micro") == pytest.approx(official_dcase_micro(y, s), abs=1e-12)
 
 
 # --------------------------------------------------------------- top-k scores
@@ -193,12 +311,33 @@ def test_curve_area_against_numpy_trapezoid():
 
 def test_gini_equals_mean_absolute_difference_form():
     x = torch.as_tensor(RNG.random((5, 37)))
-    a = x.numpy() + scores.GINI_EPS
+    a = x.numpy() / x.numpy().max(axis=1, keepdims=True) + scores.GINI_EPS
     expected = np.abs(a[:, :, None] - a[:, None, :]).sum(axis=(1, 2)) / (2 * 37 * a.sum(axis=1))
-    assert np.allclose(scores.gini_index(x).numpy(), expected)
+    assert np.allclose(scores.gini_index(x).numpy(), expected, rtol=0, atol=1e-12)
     flat = scores.gini_index(torch.ones(1, 100))
     one_hot = scores.gini_index(torch.nn.functional.one_hot(torch.tensor([3]), 100).float())
     assert flat.item() == pytest.approx(0.0, abs=1e-9) and one_hot.item() > 0.98
+
+
+def test_gini_hand_values_on_small_vectors():
+    e = scores.GINI_EPS
+    # [0, 0, 0, 2] -> /max -> [0, 0, 0, 1] + e: sum_i (2i - 5) a_i = 3 (1 + e) - 3e - e - e...
+    # = (-3 - 1 + 1) e + 3 (1 + e) = 3; divided by 4 (1 + 4e)
+    got = scores.gini_index(torch.tensor([[0.0, 0.0, 0.0, 2.0]]))
+    assert got.item() == pytest.approx(3 / (4 * (1 + 4 * e)), abs=1e-15)
+    # [1, 3] -> [1/3, 1] + e: (-(1/3 + e) + (1 + e)) / (2 (4/3 + 2e)) = (2/3) / (8/3 + 4e)
+    got = scores.gini_index(torch.tensor([[3.0, -1.0]]))  # absolute values, any order
+    assert got.item() == pytest.approx((2 / 3) / (8 / 3 + 4 * e), abs=1e-15)
+    # all-zero row: all values equal e -> 0
+    assert scores.gini_index(torch.zeros(1, 5)).item() == pytest.approx(0.0, abs=1e-15)
+
+
+def test_gini_is_scale_free():
+    # sparse maps (many exact zeros) are where the +1e-7 would otherwise dominate
+    a = torch.as_tensor(RNG.random((6, 50)) * (RNG.random((6, 50)) < 0.2))
+    base = scores.gini_index(a)
+    for k in (1000.0, 1e-3, 1e-9):
+        assert torch.allclose(scores.gini_index(k * a), base, rtol=0, atol=1e-9), k
 
 
 def test_entropy_against_scipy():

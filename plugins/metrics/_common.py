@@ -2,12 +2,14 @@
 inputs, row keys.
 
 Rows come in sets (:class:`RowSet`): the test clips the cell explained (the published
-number), and, on datasets with stems, the mixture rows of each condition set that the
-classifier decides for their target (the ground-truth metric's rows). The mixture rows
-are where the reference explainers differ in substance (the anti-oracle points at a
-competing event or at noise, not at near-silence), so the metric validity check
-(:mod:`l2i_bench.validity`) rests on them; their values are kept per row under
-``<column>@<set>`` and never enter the published test-set number.
+number), and, for the reference explainers on datasets with stems, the mixture rows of
+each condition set that the classifier decides for their target (the ground-truth
+metric's rows). The mixture rows are where the references differ in substance (the
+anti-oracle points at a competing event or at noise, not at near-silence), so the metric
+validity check (:mod:`l2i_bench.validity`) rests on them; their values are kept per row
+under ``<column>@<set>`` and never enter the published test-set number. Contenders are
+not scored there: it would add two thirds to every cell's metric time for numbers no
+table publishes.
 
 Every perturbed input goes through :meth:`FrontEnd.logmel_of_masked` with the operator
 of the explanation's own mask domain (:mod:`l2i_bench.perturb`: keep or remove, linear
@@ -87,8 +89,9 @@ class RowSet:
 
 
 def row_sets(evaluation: Evaluation, *, conditions: bool = True) -> Iterator[RowSet]:
-    """The test set's explained rows, then each condition set's scored rows (labelled
-    target, decided by the classifier: the ground-truth metric's rows)."""
+    """The test set's explained rows, then, for a reference explainer, each condition
+    set's scored rows (labelled target, decided by the classifier: the ground-truth
+    metric's rows)."""
     ex = evaluation.explanations
     rows = ex.rows.long().cpu()
     yield RowSet(
@@ -101,7 +104,7 @@ def row_sets(evaluation: Evaluation, *, conditions: bool = True) -> Iterator[Row
         MaskDomain(ex.mask_domain),
         evaluation.classifier_logits[rows].float(),
     )
-    if not conditions:
+    if not (conditions and evaluation.explainer_is_reference):
         return
     for name, cond in evaluation.conditions.items():
         cx = cond.explanations
