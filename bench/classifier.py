@@ -30,7 +30,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -401,26 +401,45 @@ def recompute_batchnorm_statistics(
     statistics must match the weights they are saved with. No BN layer follows the
     head's dropout, so dropout does not bias the statistics.
     """
-    batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    was_training = model.training
+
+    def inputs():
+        for index, batch in enumerate(clipset.batches(batch_size, shuffle=True, seed=seed)):
+            if index >= max_batches:
+                break
+            if len(batch) >= 2 or index == 0:
+                yield batch.logmel.to(device)
+
+    estimate_batchnorm_statistics(model, inputs())
+    model.train(was_training)
+
+
+def estimate_batchnorm_statistics(
+    model: nn.Module, inputs: Iterable[torch.Tensor], layers: Sequence[nn.Module] | None = None
+) -> None:
+    """Set the running statistics of ``layers`` (default: every BatchNorm layer of the
+    model) to the exact average over ``inputs`` under the current weights; the other
+    layers run in eval mode and keep theirs. Leaves the model in eval mode. The one
+    mechanism behind the classifier's precise BN and the randomised copies' statistics
+    (:mod:`l2i_bench.randomise`)."""
+    pool = model.modules() if layers is None else layers
+    batchnorms = [m for m in pool if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
     if not batchnorms:
         return
-    was_training = model.training
     momenta = [bn.momentum for bn in batchnorms]
     for bn in batchnorms:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over the batches below
-    model.train()
+        bn.train()
     try:
         with torch.no_grad():
-            for index, batch in enumerate(clipset.batches(batch_size, shuffle=True, seed=seed)):
-                if index >= max_batches:
-                    break
-                if len(batch) >= 2 or index == 0:
-                    model(batch.logmel.to(device))
+            for logmel in inputs:
+                model(logmel)
     finally:
         for bn, momentum in zip(batchnorms, momenta, strict=True):
             bn.momentum = momentum
-        model.train(was_training)
+        model.eval()
 
 
 def spec_augment(logmel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

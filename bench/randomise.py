@@ -51,6 +51,8 @@ import zlib
 import torch
 from torch import nn
 
+from l2i_bench.classifier import estimate_batchnorm_statistics
+
 LEVEL_MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("head", ("head_conv", "fc")),
     ("f1", ("f1",)),
@@ -165,21 +167,13 @@ def _calibrate_batchnorm(
     model: nn.Module, modules: list[nn.Module], calibration: torch.Tensor, batch_size: int
 ) -> None:
     """Running statistics of the re-initialised BN layers under the random weights: a
-    cumulative average over ``calibration`` with only those layers in training mode."""
-    batchnorms = [m for m in modules if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not batchnorms:
-        return
+    cumulative average over ``calibration``; the trained layers keep theirs."""
     device = next(model.parameters()).device
-    momenta = [bn.momentum for bn in batchnorms]
-    for bn in batchnorms:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the batches below
-        bn.train()
-    try:
-        with torch.no_grad():
-            for start, stop in _chunks(calibration.shape[0], batch_size):
-                model(calibration[start:stop].to(device))
-    finally:
-        for bn, momentum in zip(batchnorms, momenta, strict=True):
-            bn.momentum = momentum
-        model.eval()
+    estimate_batchnorm_statistics(
+        model,
+        (
+            calibration[start:stop].to(device)
+            for start, stop in _chunks(calibration.shape[0], batch_size)
+        ),
+        modules,
+    )

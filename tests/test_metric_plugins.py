@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from toy_audio import FE, FRAMES, LENGTH, C, N, clips
 
 from l2i_bench import perturb
-from l2i_bench.audio import SAMPLE_RATE, FrontEnd, num_frames
 from l2i_bench.classifier import KumarCNN
 from l2i_bench.plugins import metrics as metric_plugins
 from l2i_bench.plugins.metrics import curves
@@ -26,20 +26,6 @@ from l2i_bench.types import (
     Task,
     Timing,
 )
-
-N, C = 4, 5
-LENGTH = 33_075  # 0.75 s: the classifier's minimum of 64 frames
-FRAMES = num_frames(LENGTH)
-FE = FrontEnd("cpu")
-
-
-def clips(seed: int, n: int = N) -> torch.Tensor:
-    """Noise plus a random tone per clip: spectra with structure, not just flat noise."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(LENGTH) / SAMPLE_RATE
-    freq = 200 + 3000 * torch.rand(n, 1, generator=g)
-    tone = torch.sin(2 * math.pi * freq * t) * (0.3 + torch.rand(n, 1, generator=g))
-    return (0.05 * torch.randn(n, LENGTH, generator=g) + tone).float()
 
 
 def audio_batch(wave: torch.Tensor, targets: torch.Tensor) -> AudioBatch:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage, stats
+from toy_audio import FE, C, N, clips
 
-from l2i_bench.audio import SAMPLE_RATE, FrontEnd
 from l2i_bench.classifier import KumarCNN
 from l2i_bench.plugins.metrics import sanity
 from l2i_bench.plugins.metrics.sanity import (
@@ -42,18 +42,6 @@ MODULES_OF = {
     "f1": ("f1",),
     **{f"b{i}": (f"b{i}",) for i in range(1, 7)},
 }
-N, C = 4, 5
-LENGTH = 33_075  # 0.75 s: the classifier's minimum of 64 frames
-FE = FrontEnd("cpu")
-
-
-def clips(seed: int, n: int = N) -> torch.Tensor:
-    """Noise plus a random tone per clip."""
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(LENGTH) / SAMPLE_RATE
-    freq = 200 + 3000 * torch.rand(n, 1, generator=g)
-    tone = torch.sin(2 * math.pi * freq * t) * (0.3 + torch.rand(n, 1, generator=g))
-    return (0.05 * torch.randn(n, LENGTH, generator=g) + tone).float()
 
 
 def logmel(seed: int, n: int = N) -> torch.Tensor:
