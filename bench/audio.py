@@ -188,12 +188,14 @@ class FrontEnd:
         domain: MaskDomain | str = MaskDomain.LINEAR,
         *,
         remove: bool = False,
+        baseline: str = perturb.SILENCE,
     ) -> torch.Tensor:
         """The listenable waveform of what a mask keeps (or, with ``remove``, of the
         input without it), by the operator of the mask's domain
         (:func:`l2i_bench.perturb.keep` / :func:`~l2i_bench.perturb.remove`)."""
         op = perturb.remove if remove else perturb.keep
-        return self.istft(op(spec.to(self.device), mask.to(self.device), domain), length)
+        masked = op(spec.to(self.device), mask.to(self.device), domain, baseline)
+        return self.istft(masked, length)
 
     def logmel_of_masked(
         self,
@@ -203,8 +205,10 @@ class FrontEnd:
         domain: MaskDomain | str = MaskDomain.LINEAR,
         *,
         remove: bool = False,
+        baseline: str = perturb.SILENCE,
     ) -> torch.Tensor:
         """Classifier input after masking, through the waveform as a listener hears it:
         resynthesise and recompute the STFT (no shortcut in the STFT domain, since
         ISTFT-STFT is not an identity for arbitrary masks)."""
-        return self.logmel(self.apply_mask(spec, mask, length, domain, remove=remove))
+        wave = self.apply_mask(spec, mask, length, domain, remove=remove, baseline=baseline)
+        return self.logmel(wave)

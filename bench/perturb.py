@@ -12,6 +12,24 @@ computed with the operator of the domain the method defines its mask in
   components this way). The two are *not* complementary: keep + remove != ``|X|``, and
   a ratio of 0.5 keeps 11 % of a bin at ``|X| = 64`` but removes 89 % of it.
 
+What "removed" leaves behind is the *baseline*:
+
+* ``silence`` (default; the L2I code's operator): a removed bin goes to zero.
+* ``floor``: a removed bin goes to the clip's own noise floor in that frequency band,
+  ``min(|X|, q_10(|X|_f))`` with ``q_10`` the 10th percentile over the clip's frames
+  (minimum statistics, after Martin 2001): removing a sound from a recording leaves its
+  room tone, not digital silence. Keep and remove then interpolate towards the floor
+  instead of towards zero (linearly, or in ``log1p`` for log-domain masks), and both
+  reduce to the silence operators when the floor is zero. Why it exists: on ``synth``
+  the interference's ideal mask (the anti-oracle) holds 0.1 % of a clean clip's energy,
+  yet removing it to silence dropped the classifier's probability by 0.30 (median over
+  400 clips, 5 folds), more than removing a random 20 % of the bins (0.005): the
+  silence holes, 30 dB below any background the classifier was trained on, were what
+  it reacted to, not the removed content. Faithfulness therefore removes to the floor
+  (:mod:`plugins.metrics.faithfulness`, with the silence number kept beside it). Limit:
+  a sound that lasts the whole clip in a band sets that band's floor, so removing it
+  there is partial.
+
 Both are resynthesised with the input's phase. A binary mask means the same in both
 domains, which is what lets one random control serve every explainer
 (:func:`matched_random_masks`). ``coverage`` is the share of the input's energy a
@@ -42,42 +60,87 @@ def _domain(domain: MaskDomain | str) -> MaskDomain:
         ) from err
 
 
+SILENCE = "silence"
+"""Baseline: a removed bin goes to zero (the L2I code's operator)."""
+FLOOR = "floor"
+"""Baseline: a removed bin goes to the clip's noise floor in its band (:func:`noise_floor`)."""
+BASELINES = (SILENCE, FLOOR)
+FLOOR_QUANTILE = 0.1
+"""Quantile over a clip's frames that estimates its noise floor per frequency bin."""
+
+
+def noise_floor(magnitude: torch.Tensor) -> torch.Tensor:
+    """Per row and frequency bin, the 10th percentile of ``|X|`` over the frames
+    ``(..., F, 1)``: the level a band falls back to between sounds."""
+    return torch.quantile(magnitude.float(), FLOOR_QUANTILE, dim=-1, keepdim=True).to(
+        magnitude.dtype
+    )
+
+
+def baseline_magnitude(magnitude: torch.Tensor, baseline: str = SILENCE) -> torch.Tensor:
+    """What a fully removed bin holds: zero, or ``min(|X|, noise floor)``."""
+    if baseline == SILENCE:
+        return torch.zeros_like(magnitude)
+    if baseline == FLOOR:
+        return torch.minimum(magnitude, noise_floor(magnitude))
+    raise ValueError(f"unknown removal baseline {baseline!r}; expected one of {BASELINES}")
+
+
 def kept_magnitude(
-    magnitude: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str
+    magnitude: torch.Tensor,
+    mask: torch.Tensor,
+    domain: MaskDomain | str,
+    baseline: str = SILENCE,
 ) -> torch.Tensor:
-    """The magnitude an interpretation keeps (same shape as ``magnitude``)."""
+    """The magnitude an interpretation keeps (same shape as ``magnitude``): the mask
+    interpolates between the input and the baseline, in the mask's domain."""
     m = mask.to(magnitude.device, magnitude.dtype).clamp(0.0, 1.0)
+    base = baseline_magnitude(magnitude, baseline)
     if _domain(domain) is MaskDomain.LOG1P:
-        return torch.expm1(m * torch.log1p(magnitude))
-    return m * magnitude
+        return torch.expm1(m * torch.log1p(magnitude) + (1.0 - m) * torch.log1p(base))
+    return m * magnitude + (1.0 - m) * base
 
 
 def removed_magnitude(
-    magnitude: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str
+    magnitude: torch.Tensor,
+    mask: torch.Tensor,
+    domain: MaskDomain | str,
+    baseline: str = SILENCE,
 ) -> torch.Tensor:
     """The magnitude left when an interpretation is taken away from the input."""
-    return kept_magnitude(magnitude, 1.0 - mask.to(magnitude.device, magnitude.dtype), domain)
+    inverse = 1.0 - mask.to(magnitude.device, magnitude.dtype)
+    return kept_magnitude(magnitude, inverse, domain, baseline)
 
 
 def linear_gain(
-    magnitude: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str, *, remove: bool = False
+    magnitude: torch.Tensor,
+    mask: torch.Tensor,
+    domain: MaskDomain | str,
+    *,
+    remove: bool = False,
+    baseline: str = SILENCE,
 ) -> torch.Tensor:
     """The linear gain ``G`` in ``[0, 1]`` with ``G |X|`` = the kept (or, with ``remove``,
     the remaining) magnitude: what multiplies the complex STFT before resynthesis."""
     op = removed_magnitude if remove else kept_magnitude
-    new = op(magnitude, mask, domain)
+    new = op(magnitude, mask, domain, baseline)
     gain = torch.where(magnitude > 0, new / magnitude.clamp_min(1e-30), torch.zeros_like(new))
     return gain.clamp(0.0, 1.0)
 
 
-def keep(spec: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str) -> torch.Tensor:
+def keep(
+    spec: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str, baseline: str = SILENCE
+) -> torch.Tensor:
     """Complex STFT of the kept input (input phase)."""
-    return spec * linear_gain(spec.abs(), mask, domain).to(spec.device)
+    return spec * linear_gain(spec.abs(), mask, domain, baseline=baseline).to(spec.device)
 
 
-def remove(spec: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str) -> torch.Tensor:
+def remove(
+    spec: torch.Tensor, mask: torch.Tensor, domain: MaskDomain | str, baseline: str = SILENCE
+) -> torch.Tensor:
     """Complex STFT of the input with the interpretation taken away (input phase)."""
-    return spec * linear_gain(spec.abs(), mask, domain, remove=True).to(spec.device)
+    gain = linear_gain(spec.abs(), mask, domain, remove=True, baseline=baseline)
+    return spec * gain.to(spec.device)
 
 
 def energy_share(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:

@@ -251,6 +251,7 @@ def run_cell(
         explanations=explained,
         conditions=conditions,
         timing=timing,
+        show_progress=config.show_progress,
         refit_explainer=lambda classifier, tag: ws.fitted_explainer(
             explainer_cls, classifier=classifier, tag=tag
         )[0],

@@ -504,6 +504,8 @@ class Evaluation:
     explainer_is_reference: bool = False
     """A reference row (oracle, anti-oracle, random, loudest): its mask metrics also
     keep per-row values on the condition sets, for the metric validity check."""
+    show_progress: bool = True
+    """Metrics may draw progress bars for long passes (``--quiet`` turns them off)."""
     refit_explainer: Callable[[ClassifierModel, str], Explainer] | None = None
     """``(classifier, tag) -> explainer``: this cell's explainer built for another
     classifier and fitted with the same options, budget and seed (the sanity check's

@@ -105,3 +105,30 @@ def test_loudest_masks_keep_the_loudest_bins_first():
     # between two steps the closer one wins: 0.6 of 46 = 27.6 -> 25 (1 bin) is closer than 41
     mask = perturb.loudest_masks(spec, torch.tensor([0.6]))
     assert mask[0, 0].tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_floor_baseline_fills_removed_bins_with_the_bands_tenth_percentile():
+    # one band with |X| = 1..10 over ten frames: its 10th percentile (linear
+    # interpolation) is 1 + 0.9 * (2 - 1) = 1.9; a second band at 0 has a floor of 0.
+    spec = _spec([[float(v) for v in range(1, 11)], [0.0] * 10])
+    assert perturb.noise_floor(spec.abs())[0, :, 0].tolist() == pytest.approx([1.9, 0.0])
+    everything = torch.ones(1, 2, 10)
+    left = perturb.remove(spec, everything, "linear", perturb.FLOOR).abs()[0]
+    # a bin already below the floor is left as it is: removal never adds energy
+    assert left[0].tolist() == pytest.approx([1.0] + [1.9] * 9, rel=1e-5)
+    assert left[1].tolist() == pytest.approx([0.0] * 10)
+    # a soft mask interpolates towards the floor, linearly or in log1p
+    half = torch.full((1, 2, 10), 0.5)
+    lin = perturb.remove(spec, half, "linear", perturb.FLOOR).abs()[0, 0, 9].item()
+    assert lin == pytest.approx(0.5 * 10 + 0.5 * 1.9, rel=1e-5)
+    log = perturb.remove(spec, half, "log1p", perturb.FLOOR).abs()[0, 0, 9].item()
+    assert log == pytest.approx(math.sqrt(11 * 2.9) - 1, rel=1e-5)
+    kept = perturb.keep(spec, half, "log1p", perturb.FLOOR).abs()[0, 0, 9].item()
+    assert kept == pytest.approx(log, rel=1e-5)  # a ratio of 0.5 keeps what it removes
+    # silence is the default and the L2I code's operator
+    assert perturb.remove(spec, everything, "linear").abs().max().item() == 0.0
+
+
+def test_unknown_baseline_is_an_error_naming_the_choices():
+    with pytest.raises(ValueError, match="silence"):
+        perturb.remove(_spec([[1.0, 2.0]]), torch.ones(1, 1, 2), "linear", "noise")

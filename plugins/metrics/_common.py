@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from l2i_bench import scores
+from l2i_bench import perturb, scores
 from l2i_bench.types import Evaluation, ExplanationSet, MaskDomain, RowValues
 
 CHUNK = 32
@@ -137,11 +137,12 @@ def masked_logits(
     *,
     domain: MaskDomain | str = MaskDomain.LINEAR,
     remove: bool = False,
+    baseline: str = perturb.SILENCE,
     desc: str = "",
     spec: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Classifier logits ``(R, C)`` on the input ``spec[rows[i]]`` with ``masks[i]``
-    kept (or removed), by the operator of ``domain`` (CPU float32).
+    kept (or removed), by the operator of ``domain`` towards ``baseline`` (CPU float32).
 
     ``spec`` defaults to the test batch's STFT (all sets share the clip length).
     """
@@ -149,12 +150,17 @@ def masked_logits(
     length = evaluation.test.waveform.shape[-1]
     outs = []
     starts = range(0, len(rows), CHUNK)
-    show = bool(desc) and len(rows) > 4 * CHUNK
+    show = evaluation.show_progress and bool(desc) and len(rows) > 4 * CHUNK
     for start in tqdm(starts, desc=desc, unit="batch", disable=not show, leave=False):
         idx = rows[start : start + CHUNK].long().cpu()
         with torch.no_grad():
             logmel = evaluation.front_end.logmel_of_masked(
-                source[idx], masks[start : start + CHUNK], length, domain, remove=remove
+                source[idx],
+                masks[start : start + CHUNK],
+                length,
+                domain,
+                remove=remove,
+                baseline=baseline,
             )
         outs.append(evaluation.classifier_logits_of(logmel, batch_size=CHUNK))
     if not outs:
@@ -169,6 +175,7 @@ def set_logits(
     *,
     domain: MaskDomain | str | None = None,
     remove: bool = False,
+    baseline: str = perturb.SILENCE,
     desc: str = "",
 ) -> torch.Tensor:
     """Logits of a row set's inputs with ``masks`` (default: its explanations, in their
@@ -179,6 +186,7 @@ def set_logits(
         rowset.rows,
         domain=rowset.mask_domain if domain is None else domain,
         remove=remove,
+        baseline=baseline,
         desc=desc,
         spec=rowset.source,
     )

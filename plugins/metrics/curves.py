@@ -65,7 +65,12 @@ def explained_curves(
     )
     chunk = _common.CHUNK
     starts = range(0, rows_total, chunk)
-    for start in tqdm(starts, desc="deletion/insertion", disable=rows_total <= chunk, leave=False):
+    for start in tqdm(
+        starts,
+        desc="deletion/insertion",
+        disable=rows_total <= chunk or not evaluation.show_progress,
+        leave=False,
+    ):
         mask = rowset.mask[start : start + chunk]
         rows = rowset.rows[start : start + chunk]
         classes = rowset.classes[start : start + chunk]
