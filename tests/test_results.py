@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from cells import make_cell
 
 from l2i_bench.errors import BenchError
 from l2i_bench.results import (
@@ -23,17 +24,10 @@ from l2i_bench.results import (
 
 
 def _cell(fold: str, explainer: str, value: float | None, note: str = "") -> CellResult:
-    return CellResult(
-        dataset="d",
-        fold=fold,
-        explainer=explainer,
-        explainer_version="1",
-        seed=0,
-        config_key="k",
-        run_id="r",
-        device="cpu",
-        classifier_sha256="abc",
-        scores=[
+    return make_cell(
+        fold,
+        explainer,
+        [
             Score("fid", "fidelity_top1", value, "higher", note=note),
             Score("time", "explain_ms", 3.0, "lower"),
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cells import make_cell
 
 from l2i_bench.results import CellResult, Score, leaderboard, long_table, pack_rows
 from l2i_bench.stats import paired_better
@@ -51,19 +52,8 @@ def _cell(explainer: str, fold: str, values: dict[str, np.ndarray], reference=Tr
         direction = "lower" if column.startswith("deletion") else "higher"
         scores.append(Score("m", column, float(rows[column]), direction, n=len(vals)))
     scores.append(Score("timing", "fit_seconds", 1.0, "lower", meta_evaluated=False))
-    return CellResult(
-        dataset="synth",
-        fold=fold,
-        explainer=explainer,
-        explainer_version="1",
-        seed=0,
-        config_key="k",
-        run_id="r",
-        device="cpu",
-        classifier_sha256="x",
-        scores=scores,
-        reference=reference,
-        rows=pack_rows(rows),
+    return make_cell(
+        fold, explainer, scores, dataset="synth", reference=reference, rows=pack_rows(rows)
     )
 
 
