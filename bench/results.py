@@ -242,8 +242,10 @@ def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def publish(out: Path, dataset: str) -> tuple[Path, Path]:
-    """Rebuild ``results.csv`` (long), ``metric_validity.csv`` and ``leaderboard.csv``
-    (wide, failing columns flagged) from every cell."""
+    """Rebuild ``results.csv`` (long), ``metric_validity.csv``, ``comparisons.csv``
+    (contenders against the controls) and ``leaderboard.csv`` (wide, failing columns
+    flagged) from every cell."""
+    from l2i_bench.comparisons import versus_controls
     from l2i_bench.validity import failing_columns, metric_validity
 
     cells = read_cells(out, dataset)
@@ -253,5 +255,6 @@ def publish(out: Path, dataset: str) -> tuple[Path, Path]:
     validity = metric_validity(cells)
     write_csv_atomic(long, long_path)
     write_csv_atomic(validity, root / "metric_validity.csv")
+    write_csv_atomic(versus_controls(cells, validity), root / "comparisons.csv")
     write_csv_atomic(leaderboard(long, failing_columns(validity)), board_path)
     return long_path, board_path

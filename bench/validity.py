@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from l2i_bench.stats import paired_better
+from l2i_bench.stats import PairedTest, paired_better
 
 ALPHA = 0.01
 ORACLE, RANDOM, ANTI = "oracle", "random", "anti-oracle"
@@ -65,7 +65,7 @@ def row_group(key: str) -> str:
     return CLEAN if key.split("/", 1)[0] == "test" else MIXTURES
 
 
-def _rows_of(
+def rows_of(
     cells: Sequence, explainer: str, column: str, group: str
 ) -> tuple[dict[str, float], str]:
     """Every fold's (and seed's) row values of one explainer's column in one row group,
@@ -103,7 +103,8 @@ def _summary(values: dict[str, float], how: str) -> float:
     return float(np.median(arr) if how == "median" else np.mean(arr))
 
 
-def _paired(a: dict[str, float], b: dict[str, float], higher: bool):
+def paired(a: dict[str, float], b: dict[str, float], higher: bool) -> PairedTest:
+    """``a`` better than ``b`` over the row keys both have."""
     keys = sorted(set(a) & set(b))
     return paired_better(
         np.array([a[k] for k in keys]), np.array([b[k] for k in keys]), higher_is_better=higher
@@ -142,7 +143,7 @@ def _record(
         "verdict_rows": verdict_rows,
         "direction": direction,
     }
-    rows = {name: _rows_of(cells, name, column, group) for name in (ORACLE, RANDOM, ANTI)}
+    rows = {name: rows_of(cells, name, column, group) for name in (ORACLE, RANDOM, ANTI)}
     rec["oracle"] = _summary(*rows[ORACLE])
     rec["random"] = _summary(*rows[RANDOM])
     rec["anti_oracle"] = _summary(*rows[ANTI])
@@ -157,8 +158,8 @@ def _record(
     elif any(not rows[n][0] for n in (ORACLE, RANDOM, ANTI)):
         rec.update(verdict="untestable", reason="no per-row values for every reference explainer")
     else:
-        first = _paired(rows[ORACLE][0], rows[RANDOM][0], higher)
-        second = _paired(rows[RANDOM][0], rows[ANTI][0], higher)
+        first = paired(rows[ORACLE][0], rows[RANDOM][0], higher)
+        second = paired(rows[RANDOM][0], rows[ANTI][0], higher)
         passed = first.p_value < ALPHA and second.p_value < ALPHA
         failed = []
         if not first.p_value < ALPHA:

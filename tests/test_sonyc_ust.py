@@ -320,6 +320,12 @@ def test_every_explainer_runs_on_the_miniature(tmp_path: Path) -> None:
     assert sorted(n for _, n in manifest["cells"]["not_applicable"]) == sorted(needs_stems)
     validity = pd.read_csv(summary.leaderboard.parent / "metric_validity.csv")
     assert set(validity["verdict"]) == {"untestable"}
+    # every contender is compared with both controls there, flagged untestable columns
+    comparisons = pd.read_csv(summary.leaderboard.parent / "comparisons.csv")
+    contenders = {n for n in explainers if not registry.explainer(n).reference}
+    assert set(comparisons["explainer"]) == contenders
+    assert set(comparisons["control"]) == {"random", "loudest"}
+    assert set(comparisons["column_validity"]) == {"untestable"}
 
     def column(prefix: str) -> pd.Series:
         (name,) = [c for c in board.columns if c.startswith(prefix + " ") and "std" not in c]
