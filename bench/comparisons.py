@@ -6,8 +6,11 @@ better than chance or than the naive "the classifier heard what is loud" explana
 the *same* clips. This module answers that with the suite's one paired test
 (:mod:`l2i_bench.stats`, one-sided Wilcoxon signed-rank): for every contender, every
 directed column that keeps per-row values, and each control present (``random``,
-``loudest``), the rows both explained (test clips, keyed by seed, fold, clip and class,
-pooled over folds) are paired and tested for "the contender is better". The verdict is
+``loudest``), the rows both explained (test clips, or the condition sets' mixtures for
+the ground-truth columns; keyed by seed, fold, set, clip and class, pooled over folds)
+are paired and tested for "the contender is better". The controls' extra mixture rows
+of the other columns (kept for the validity check) have no contender partner and drop
+out of the pairing. The verdict is
 ``beats`` when p < :data:`l2i_bench.validity.ALPHA`, otherwise ``does not beat``; and
 ``column_validity`` copies the column's own verdict from ``metric_validity.csv``, since
 beating a control on a column that cannot tell truth from falsehood says nothing.
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from l2i_bench.validity import ALPHA, CLEAN, paired, rows_of
+from l2i_bench.validity import ALPHA, CLEAN, MIXTURES, paired, rows_of
 
 CONTROLS = ("random", "loudest")
 COLUMNS = [
@@ -55,9 +58,9 @@ def versus_controls(cells: Sequence, validity: pd.DataFrame | None = None) -> pd
     records = []
     for column, direction in directions.items():
         higher = direction == "higher"
-        control_rows = {c: rows_of(cells, c, column, CLEAN) for c in controls}
+        control_rows = {c: _all_rows(cells, c, column) for c in controls}
         for name in contenders:
-            rows, how = rows_of(cells, name, column, CLEAN)
+            rows, how = _all_rows(cells, name, column)
             if not rows:
                 continue
             for control in controls:
@@ -83,6 +86,14 @@ def versus_controls(cells: Sequence, validity: pd.DataFrame | None = None) -> pd
                     }
                 )
     return pd.DataFrame(records, columns=COLUMNS)
+
+
+def _all_rows(cells: Sequence, explainer: str, column: str) -> tuple[dict[str, float], str]:
+    """Every row value of a column (test rows; the condition sets' rows for the
+    ground-truth columns), keyed so that the same clip and class pair up."""
+    clean, how = rows_of(cells, explainer, column, CLEAN)
+    mixtures, how_mixed = rows_of(cells, explainer, column, MIXTURES)
+    return {**clean, **mixtures}, how if clean else how_mixed
 
 
 def _summary(values: list[float], how: str) -> float:

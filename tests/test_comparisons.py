@@ -55,3 +55,21 @@ def test_rows_only_one_side_has_are_left_out_and_unknown_validity_is_untestable(
     assert row.n == 4
     assert row.control_value == pytest.approx(np.mean(np.arange(4.0)))
     assert row.column_validity == "untestable"
+
+
+def test_ground_truth_rows_pair_on_the_mixtures_and_test_rows_on_the_test_set():
+    mixed = [f"overlap/clip{i}/0" for i in range(12)]
+    test = [f"test/clip{i}/0" for i in range(12)]
+
+    def cell(name, keys, values, reference):
+        rows = {"gt_auroc_overlap": RowValues.of(keys, values)}
+        score = Score("gt", "gt_auroc_overlap", float(np.mean(values)), "higher")
+        return make_cell("1", name, [score], reference=reference, rows=pack_rows(rows))
+
+    cells = [
+        cell("random", mixed + test, np.r_[np.full(12, 0.5), np.full(12, 9.0)], True),
+        cell("good", mixed, np.linspace(0.6, 0.9, 12), False),
+    ]
+    (row,) = versus_controls(cells).itertuples()
+    assert row.n == 12 and row.control_value == pytest.approx(0.5)
+    assert row.verdict == "beats"
