@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from l2i_bench.validity import ALPHA, CLEAN, MIXTURES, paired, rows_of
+from l2i_bench.validity import ALPHA, CLEAN, MIXTURES, paired, rows_of, summary
 
 CONTROLS = ("random", "loudest")
 COLUMNS = [
@@ -76,8 +76,8 @@ def versus_controls(cells: Sequence, validity: pd.DataFrame | None = None) -> pd
                         "direction": direction,
                         "control": control,
                         "n": test.n,
-                        "explainer_value": _summary([rows[k] for k in keys], how),
-                        "control_value": _summary([other[k] for k in keys], how),
+                        "explainer_value": summary({k: rows[k] for k in keys}, how),
+                        "control_value": summary({k: other[k] for k in keys}, how),
                         "median_difference": test.median_difference,
                         "rank_biserial": test.rank_biserial,
                         "p": test.p_value,
@@ -94,11 +94,6 @@ def _all_rows(cells: Sequence, explainer: str, column: str) -> tuple[dict[str, f
     clean, how = rows_of(cells, explainer, column, CLEAN)
     mixtures, how_mixed = rows_of(cells, explainer, column, MIXTURES)
     return {**clean, **mixtures}, how if clean else how_mixed
-
-
-def _summary(values: list[float], how: str) -> float:
-    series = pd.Series(values, dtype="float64")
-    return float(series.median() if how == "median" else series.mean())
 
 
 def _column_verdicts(validity: pd.DataFrame | None) -> dict[str, str]:

@@ -96,7 +96,8 @@ def _groups(cells: Sequence, column: str) -> list[str]:
     return [g for g in (MIXTURES, CLEAN) if g in found] or [CLEAN]
 
 
-def _summary(values: dict[str, float], how: str) -> float:
+def summary(values: dict[str, float], how: str) -> float:
+    """The column's own summary (mean or median) of row values."""
     if not values:
         return float("nan")
     arr = np.fromiter(values.values(), dtype=np.float64)
@@ -144,9 +145,9 @@ def _record(
         "direction": direction,
     }
     rows = {name: rows_of(cells, name, column, group) for name in (ORACLE, RANDOM, ANTI)}
-    rec["oracle"] = _summary(*rows[ORACLE])
-    rec["random"] = _summary(*rows[RANDOM])
-    rec["anti_oracle"] = _summary(*rows[ANTI])
+    rec["oracle"] = summary(*rows[ORACLE])
+    rec["random"] = summary(*rows[RANDOM])
+    rec["anti_oracle"] = summary(*rows[ANTI])
     missing = [n for n in (ORACLE, RANDOM, ANTI) if n not in present]
     if not meta:
         rec.update(verdict="untestable", reason="cost or model-dependence column, not truth")
