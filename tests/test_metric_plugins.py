@@ -208,6 +208,8 @@ def test_all_ones_mask_keeps_the_clip_and_removes_everything(models):
     ff = published(metric("Faithfulness"), ev)
     assert ff["ff_silence_prob_drop"] == pytest.approx(np.median((p - p_silent).numpy()), abs=1e-5)
     assert ff["ff_prob_drop"] == pytest.approx(np.median((p - p_floor).numpy()), abs=3e-4)
+    # that tolerance cannot let removal to silence pass for removal to the floor
+    assert abs(np.median((p - p_floor).numpy()) - np.median((p - p_silent).numpy())) > 3e-3
     assert ff["ff_logit_drop"] == pytest.approx(np.median((f - f_floor).numpy()), abs=3e-3)
     assert abs(ff["ff_logit_drop"]) > 0.05  # the check above is not 0 == 0
     # removing every bin removes the same energy at any placement: control = explanation
