@@ -53,6 +53,20 @@ def _parse_classifier(items: Sequence[str]) -> dict[str, float | int | str]:
     return parsed
 
 
+def _parse_seeds(spec: str) -> list[int]:
+    """``--seeds 0,1,2`` -> ``[0, 1, 2]`` (order kept, duplicates refused)."""
+    try:
+        seeds = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise BenchError(
+            f"--seeds {spec!r} is not a list of distinct non-negative integers",
+            "write e.g. --seeds 0,1,2",
+        )
+    return seeds
+
+
 def _explainer_names(spec: str, registry: Registry) -> list[str]:
     if spec == "all":
         names = registry.names("explainer")
@@ -68,13 +82,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from l2i_bench.runner import RunConfig, run_benchmark
 
     registry = load_registry()
+    seeds = _parse_seeds(args.seeds) if args.seeds else [args.seed]
     config = RunConfig(
         dataset=args.dataset,
         explainers=_explainer_names(args.explainers, registry),
         folds=[f.strip() for f in args.folds.split(",")] if args.folds else None,
         data_dir=args.data_dir,
         device=args.device,
-        seed=args.seed,
+        seed=seeds[0],
+        seeds=seeds,
+        threads=args.threads,
         limit=args.limit,
         out=args.out,
         cache_dir=args.cache_dir,
@@ -206,7 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="recompute finished cells")
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument(
-        "--listen", type=int, default=2, help="interpretations per cell written as audio"
+        "--listen",
+        type=int,
+        default=2,
+        help="interpretations per cell written as audio (first seed only)",
+    )
+    run.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds; the grid runs once per seed (overrides --seed)",
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: the cores torch sees); fixed and recorded, "
+        "since the thread count changes floating-point results",
     )
     _common(run)
     run.set_defaults(func=cmd_run)

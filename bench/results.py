@@ -142,7 +142,14 @@ def clean_float(value: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def cell_path(out: Path, dataset: str, fold: str, explainer: str) -> Path:
+def cell_path(out: Path, dataset: str, fold: str, explainer: str, seed: int = 0) -> Path:
+    """``cells/fold-F/seed-S/EXPLAINER.json``: one file per (fold, seed, explainer)."""
+    return Path(out) / dataset / "cells" / f"fold-{fold}" / f"seed-{seed}" / f"{explainer}.json"
+
+
+def legacy_cell_path(out: Path, dataset: str, fold: str, explainer: str) -> Path:
+    """Where cells lived before seeds were a grid axis (``cells/fold-F/EXPLAINER.json``);
+    still read, and removed when the same (fold, seed, explainer) is rewritten."""
     return Path(out) / dataset / "cells" / f"fold-{fold}" / f"{explainer}.json"
 
 
@@ -155,9 +162,16 @@ def read_cell(path: Path) -> CellResult | None:
 
 
 def read_cells(out: Path, dataset: str) -> list[CellResult]:
+    """Every readable cell of a dataset, one per (fold, seed, explainer); a cell in the
+    seed folders wins over a legacy one of the same key."""
     root = Path(out) / dataset / "cells"
-    cells = [read_cell(p) for p in sorted(root.glob("fold-*/*.json"))]
-    return [c for c in cells if c is not None]
+    found: dict[tuple[str, int, str], CellResult] = {}
+    for pattern in ("fold-*/*.json", "fold-*/seed-*/*.json"):  # legacy first, then current
+        for path in sorted(root.glob(pattern)):
+            cell = read_cell(path)
+            if cell is not None:
+                found[(cell.fold, int(cell.seed), cell.explainer)] = cell
+    return [found[k] for k in sorted(found, key=lambda k: (k[0], k[1], k[2]))]
 
 
 def long_table(cells: list[CellResult]) -> pd.DataFrame:

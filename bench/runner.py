@@ -1,7 +1,8 @@
-"""The benchmark grid: dataset x fold x explainer cells, resumable, timed, scored.
+"""The benchmark grid: dataset x seed x fold x explainer cells, resumable, timed, scored.
 
-Data flow, in order: the dataset plugin lists clips -> :class:`FoldWorkspace` loads
-them and trains (or reloads) the classifier for the fold -> each explainer is fitted
+Data flow, in order: the dataset plugin lists clips -> for each seed and fold,
+:class:`FoldWorkspace` loads them and trains (or reloads) the classifier of that seed
+-> each explainer is fitted
 on the training split and explains the test clips -> every metric plugin scores the
 cell -> the cell is written atomically -> the published CSVs are rebuilt from all
 cells on disk. A finished cell is never recomputed unless ``force`` is set or its
@@ -12,7 +13,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from l2i_bench.audio import write_audio
 from l2i_bench.data import ClipSet
+from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
 from l2i_bench.provenance import environment
 from l2i_bench.registry import Registry
@@ -30,6 +32,7 @@ from l2i_bench.results import (
     Score,
     cell_path,
     clean_float,
+    legacy_cell_path,
     pack_rows,
     publish,
     read_cell,
@@ -62,6 +65,7 @@ class RunSummary:
     results: Path
     manifest: Path
     classifier_quality: dict[str, dict[str, float]]
+    """Test quality of each (fold, seed)'s classifier, keyed ``"FOLD/seed-SEED"``."""
 
 
 def explain_set(
@@ -258,7 +262,7 @@ def run_cell(
     )
     metric_seconds: dict[str, float] = {}
     scores, row_values = score_cell(metrics, evaluation, metric_seconds)
-    if config.listen:
+    if config.listen and config.seed == config.grid_seeds[0]:  # one seed is enough to hear
         write_listening_examples(ws, explainer_cls.name, explained, Path(config.out), config.listen)
     return CellResult(
         dataset=ws.dataset.name,
@@ -372,7 +376,13 @@ def cell_config_key(
 def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
     """Run the grid and publish; safe to interrupt and rerun."""
     started = time.perf_counter()
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + f"-s{config.seed}"
+    seeds = config.grid_seeds
+    run_id = (
+        dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        + "-s"
+        + "-".join(str(s) for s in seeds)
+    )
+    determinism = apply_determinism(config.threads)
     device = resolve_device(config.device)
     dataset_cls = registry.dataset(config.dataset)
     explainer_classes = [registry.explainer(name) for name in config.explainers]
@@ -406,6 +416,8 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
             "data_dir": str(dataset.data_dir),
         },
         "environment": environment(device),
+        "determinism": determinism,
+        "seeds": seeds,
         "dataset": {
             "name": dataset.name,
             "version": dataset.version,
@@ -424,52 +436,41 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
     results_path = out / dataset.name / "results.csv"
     board_path = out / dataset.name / "leaderboard.csv"
     try:
-        for fold in folds:
-            ws = FoldWorkspace(dataset, fold, config, device)
-            quality[fold] = ws.quality
-            manifest["dataset"]["folds"][fold] = {
-                "protocol": ws.split.protocol,
-                "train": len(ws.train),
-                "valid": len(ws.valid),
-                "test": len(ws.test),
-                "conditions": {k: len(v) for k, v in ws.conditions.items()},
-            }
-            manifest["dataset"]["folds"][fold]["explainer_options"] = {
-                cls.name: ws.options_for(cls.name) for cls in explainer_classes
-            }
-            manifest["classifier"][fold] = {
-                "config": ws.classifier_config.to_dict(),
-                "checkpoint": str(ws.classifier.checkpoint),
-                "sha256": ws.classifier.checkpoint_sha256,
-                "reused": ws.classifier.reused,
-                "train_seconds": ws.classifier.train_seconds,
-                "best_epoch": ws.classifier.best_epoch,
-                "thresholds": None if ws.thresholds is None else ws.thresholds.tolist(),
-                "test_quality": ws.quality,
-            }
-            _print_quality(dataset.name, fold, ws.quality)
-            for cls in explainer_classes:
-                if cls.needs_stems and not ws.has_stems:
-                    tqdm.write(
-                        f"fold {fold} {cls.name}: skipped, it needs ground-truth stems and "
-                        f"{dataset.name!r} has none"
+        for seed in seeds:
+            seed_config = replace(config, seed=seed)
+            for fold in folds:
+                ws = FoldWorkspace(dataset, fold, seed_config, device)
+                quality[_fold_seed(fold, seed)] = ws.quality
+                _record_fold(manifest, ws, explainer_classes, seed)
+                _print_quality(dataset.name, fold, seed, ws.quality)
+                for cls in explainer_classes:
+                    if cls.needs_stems and not ws.has_stems:
+                        tqdm.write(
+                            f"fold {fold} {cls.name}: skipped, it needs ground-truth stems "
+                            f"and {dataset.name!r} has none"
+                        )
+                        manifest["cells"].setdefault("not_applicable", []).append(
+                            [fold, seed, cls.name]
+                        )
+                        continue
+                    path = cell_path(out, dataset.name, fold, cls.name, seed)
+                    key = cell_config_key(seed_config, dataset, ws, cls, metrics)
+                    existing = _stored_cell(out, dataset.name, fold, cls.name, seed)
+                    where = f"fold {fold} seed {seed} {cls.name}"
+                    if existing is not None and existing.config_key == key and not config.force:
+                        skipped.append((fold, cls.name))
+                        manifest["cells"]["skipped"].append([fold, seed, cls.name])
+                        tqdm.write(f"{where}: done already, skipped")
+                        continue
+                    with stopwatch(device) as cell_seconds:
+                        cell = run_cell(ws, cls, metrics, run_id, key)
+                    write_json_atomic(path, cell.to_json())
+                    legacy_cell_path(out, dataset.name, fold, cls.name).unlink(missing_ok=True)
+                    computed.append((fold, cls.name))
+                    manifest["cells"]["computed"].append(
+                        [fold, seed, cls.name, round(cell_seconds[0], 1)]
                     )
-                    manifest["cells"].setdefault("not_applicable", []).append([fold, cls.name])
-                    continue
-                path = cell_path(out, dataset.name, fold, cls.name)
-                key = cell_config_key(config, dataset, ws, cls, metrics)
-                existing = read_cell(path) if path.exists() else None
-                if existing is not None and existing.config_key == key and not config.force:
-                    skipped.append((fold, cls.name))
-                    manifest["cells"]["skipped"].append([fold, cls.name])
-                    tqdm.write(f"fold {fold} {cls.name}: done already, skipped ({path})")
-                    continue
-                with stopwatch(device) as cell_seconds:
-                    cell = run_cell(ws, cls, metrics, run_id, key)
-                write_json_atomic(path, cell.to_json())
-                computed.append((fold, cls.name))
-                manifest["cells"]["computed"].append([fold, cls.name, round(cell_seconds[0], 1)])
-                tqdm.write(f"fold {fold} {cls.name}: written {path} ({cell_seconds[0]:.0f} s)")
+                    tqdm.write(f"{where}: written {path} ({cell_seconds[0]:.0f} s)")
         manifest["status"] = "finished"
     except KeyboardInterrupt:
         manifest["status"] = "interrupted"
@@ -486,25 +487,68 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
     return RunSummary(run_id, computed, skipped, board_path, results_path, manifest_path, quality)
 
 
-def _print_quality(dataset: str, fold: str, quality: Mapping[str, float]) -> None:
+def _fold_seed(fold: str, seed: int) -> str:
+    """The key of a (fold, seed) in the manifest and the run summary: ``"1/seed-0"``."""
+    return f"{fold}/seed-{seed}"
+
+
+def _stored_cell(out: Path, dataset: str, fold: str, explainer: str, seed: int):
+    """The stored cell of this (fold, seed, explainer), in the current layout or the
+    legacy one (before seeds were an axis), or None."""
+    current = cell_path(out, dataset, fold, explainer, seed)
+    for path in (current, legacy_cell_path(out, dataset, fold, explainer)):
+        cell = read_cell(path) if path.exists() else None
+        if cell is not None and int(cell.seed) == seed:
+            return cell
+    return None
+
+
+def _record_fold(manifest: dict[str, Any], ws: FoldWorkspace, explainers, seed: int) -> None:
+    """The fold's split sizes and options, and its classifier of this seed."""
+    fold = ws.fold
+    manifest["dataset"]["folds"][fold] = {
+        "protocol": ws.split.protocol,
+        "train": len(ws.train),
+        "valid": len(ws.valid),
+        "test": len(ws.test),
+        "conditions": {k: len(v) for k, v in ws.conditions.items()},
+        "explainer_options": {cls.name: ws.options_for(cls.name) for cls in explainers},
+    }
+    manifest["classifier"][_fold_seed(fold, seed)] = {
+        "fold": fold,
+        "seed": seed,
+        "config": ws.classifier_config.to_dict(),
+        "checkpoint": str(ws.classifier.checkpoint),
+        "sha256": ws.classifier.checkpoint_sha256,
+        "reused": ws.classifier.reused,
+        "train_seconds": ws.classifier.train_seconds,
+        "best_epoch": ws.classifier.best_epoch,
+        "thresholds": None if ws.thresholds is None else ws.thresholds.tolist(),
+        "test_quality": ws.quality,
+    }
+
+
+def _print_quality(dataset: str, fold: str, seed: int, quality: Mapping[str, float]) -> None:
     parts = ", ".join(f"{k} {v:.3f}" for k, v in quality.items())
-    tqdm.write(f"classifier on {dataset} fold {fold} test (vs ground truth): {parts}")
+    tqdm.write(f"classifier on {dataset} fold {fold} seed {seed} test (vs ground truth): {parts}")
 
 
 def _write_classifier_table(
     out: Path, dataset: str, quality: Mapping[str, Mapping[str, float]]
 ) -> None:
-    """Merge this run's per-fold classifier quality into ``classifier.csv``."""
+    """Merge this run's classifier quality per (fold, seed) into ``classifier.csv``."""
     import pandas as pd
 
     path = Path(out) / dataset / "classifier.csv"
-    rows = {}
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
     if path.is_file():
         try:
             for rec in pd.read_csv(path, dtype={"fold": str}).to_dict("records"):
-                rows[str(rec["fold"])] = rec
+                seed = int(rec.get("seed", 0)) if pd.notna(rec.get("seed", 0)) else 0
+                rows[(str(rec["fold"]), seed)] = {**rec, "seed": seed}
         except (OSError, ValueError):
             rows = {}
-    for fold, values in quality.items():
-        rows[fold] = {"fold": fold, **values}
-    write_csv_atomic(pd.DataFrame(sorted(rows.values(), key=lambda r: str(r["fold"]))), path)
+    for key, values in quality.items():
+        fold, _, seed = key.partition("/seed-")
+        rows[(fold, int(seed))] = {"fold": fold, "seed": int(seed), **values}
+    write_csv_atomic(pd.DataFrame([rows[k] for k in sorted(rows)]), path)

@@ -87,25 +87,35 @@ def top_k_agreement(reference_logits: ArrayLike, candidate_logits: ArrayLike, k:
     Ties in the candidate are broken by index order (``argsort`` stable), so a constant
     candidate does not get credit for every class.
     """
+    hits = top_k_agreement_rows(reference_logits, candidate_logits, k)
+    return float(hits.mean()) if hits.size else float("nan")
+
+
+def top_k_agreement_rows(
+    reference_logits: ArrayLike, candidate_logits: ArrayLike, k: int
+) -> np.ndarray:
+    """Per row, 1.0 if the reference's argmax is among the candidate's ``k`` largest
+    logits, else 0.0: the rows behind :func:`top_k_agreement` (their mean)."""
     ref = _np(reference_logits)
     cand = _np(candidate_logits)
     if ref.shape != cand.shape or ref.ndim != 2:
         raise ValueError(f"logits must both be (N, C); got {ref.shape} and {cand.shape}")
-    if ref.shape[0] == 0:
-        return float("nan")
-    top = np.argsort(-cand, axis=1, kind="stable")[:, : min(k, cand.shape[1])]
-    hit = (top == ref.argmax(axis=1)[:, None]).any(axis=1)
-    return float(hit.mean())
+    return top_k_accuracy_rows(cand, ref.argmax(axis=1), k)
 
 
 def top_k_accuracy(logits: ArrayLike, labels: ArrayLike, k: int) -> float:
     """Share of rows whose label (``(N,)`` class index) is among the ``k`` top logits."""
+    hits = top_k_accuracy_rows(logits, labels, k)
+    return float(hits.mean()) if hits.size else float("nan")
+
+
+def top_k_accuracy_rows(logits: ArrayLike, labels: ArrayLike, k: int) -> np.ndarray:
+    """Per row, 1.0 if its label is among the ``k`` top logits (ties broken by index
+    order), else 0.0: the rows behind :func:`top_k_accuracy`."""
     scores = _np(logits)
     lab = _np(labels).astype(np.int64)
-    if scores.shape[0] == 0:
-        return float("nan")
     top = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, scores.shape[1])]
-    return float((top == lab[:, None]).any(axis=1).mean())
+    return (top == lab[:, None]).any(axis=1).astype(np.float64)
 
 
 # ------------------------------------------------------------------------- AUPRC

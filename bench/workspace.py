@@ -46,6 +46,11 @@ class RunConfig:
     data_dir: Path | None = None
     device: str = "auto"
     seed: int = 0
+    """The seed of the cells being computed (set per seed by the runner from ``seeds``)."""
+    seeds: list[int] | None = None
+    """The grid's seeds (``--seeds 0,1,2``); None: just ``seed``."""
+    threads: int | None = None
+    """Torch CPU threads (None: torch's default, the cores it sees); recorded."""
     limit: int | None = None
     out: Path = Path("results")
     cache_dir: Path = Path(".cache")
@@ -55,6 +60,10 @@ class RunConfig:
     batch_size: int = 16
     listen: int = 2
     show_progress: bool = True
+
+    @property
+    def grid_seeds(self) -> list[int]:
+        return list(self.seeds) if self.seeds else [self.seed]
 
 
 def seed_everything(seed: int) -> None:

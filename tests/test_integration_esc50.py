@@ -41,7 +41,7 @@ def test_l2i_and_random_on_the_real_fold(real_esc50_fold, tmp_path):
     dataset.prepare()
     ws = FoldWorkspace(dataset, "4", config, torch.device("cpu"))
     assert ws.classifier.reused
-    assert ws.classifier.checkpoint_sha256 == manifest["classifier"]["4"]["sha256"]
+    assert ws.classifier.checkpoint_sha256 == manifest["classifier"]["4/seed-0"]["sha256"]
     batch = next(ws.test.batches(len(ws.test)))
     assert len(batch) == 40
     with torch.no_grad():
@@ -49,7 +49,7 @@ def test_l2i_and_random_on_the_real_fold(real_esc50_fold, tmp_path):
     labels = batch.targets.argmax(1)
     accuracy = (logits.argmax(1) == labels).double().mean().item()
     top3 = (logits.topk(3, dim=1).indices == labels[:, None]).any(1).double().mean().item()
-    quality = summary.classifier_quality["4"]
+    quality = summary.classifier_quality["4/seed-0"]
     assert quality["accuracy"] == pytest.approx(accuracy, abs=1e-12)
     assert quality["top3_accuracy"] == pytest.approx(top3, abs=1e-12)
     table = pd.read_csv(summary.leaderboard.parent / "classifier.csv", dtype={"fold": str})

@@ -65,9 +65,9 @@ def test_interrupted_run_resumes_without_recomputing(synth_dir, cache_dir, tmp_p
     Interrupting.armed = True
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(_config(synth_dir, cache_dir, out), registry)
-    random_cell = out / "synth" / "cells" / "fold-1" / "random.json"
+    random_cell = out / "synth" / "cells" / "fold-1" / "seed-0" / "random.json"
     assert random_cell.is_file()
-    assert not (out / "synth" / "cells" / "fold-1" / "interrupting.json").exists()
+    assert not (out / "synth" / "cells" / "fold-1" / "seed-0" / "interrupting.json").exists()
     manifests = list((out / "synth" / "runs").glob("*.json"))
     assert json.loads(manifests[0].read_text())["status"] == "interrupted"
     first_bytes = random_cell.read_bytes()
@@ -85,7 +85,7 @@ def test_interrupted_run_resumes_without_recomputing(synth_dir, cache_dir, tmp_p
     assert {"higher", "lower"} <= set(long["direction"])
     manifest = json.loads(summary.manifest.read_text())
     assert manifest["status"] == "finished"
-    assert manifest["classifier"]["1"]["reused"] is True  # trained by the first run
+    assert manifest["classifier"]["1/seed-0"]["reused"] is True  # trained by the first run
     assert manifest["dataset"]["folds"]["1"]["protocol"]
     assert "torch" in manifest["environment"]["packages"]
     assert (out / "synth" / "classifier.csv").is_file()
@@ -136,4 +136,4 @@ def test_a_bad_explainer_fails_the_run_and_the_manifest_says_so(synth_dir, cache
         run_benchmark(_config(synth_dir, cache_dir, out, explainers=["broken"]), registry)
     manifest = json.loads(next((out / "synth" / "runs").glob("*.json")).read_text())
     assert manifest["status"].startswith("failed: BenchError")
-    assert not (out / "synth" / "cells" / "fold-1" / "broken.json").exists()
+    assert not (out / "synth" / "cells" / "fold-1" / "seed-0" / "broken.json").exists()

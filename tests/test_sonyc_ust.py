@@ -317,7 +317,7 @@ def test_every_explainer_runs_on_the_miniature(tmp_path: Path) -> None:
     assert needs_stems == {"oracle", "anti-oracle"}
     assert sorted(board.index) == sorted(set(explainers) - needs_stems)
     manifest = json.loads(summary.manifest.read_text())
-    assert sorted(n for _, n in manifest["cells"]["not_applicable"]) == sorted(needs_stems)
+    assert sorted(n for _, _, n in manifest["cells"]["not_applicable"]) == sorted(needs_stems)
     validity = pd.read_csv(summary.leaderboard.parent / "metric_validity.csv")
     assert set(validity["verdict"]) == {"untestable"}
     # every contender is compared with both controls there, flagged untestable columns
@@ -343,8 +343,8 @@ def test_every_explainer_runs_on_the_miniature(tmp_path: Path) -> None:
     ):
         assert column(prefix)[surrogate].between(0, 1).all(), prefix
     manifest = json.loads(summary.manifest.read_text())
-    assert manifest["classifier"]["official"]["config"]["pos_weight"] == L2I_POS_WEIGHT
-    assert len(manifest["classifier"]["official"]["thresholds"]) == len(COARSE)
+    assert manifest["classifier"]["official/seed-0"]["config"]["pos_weight"] == L2I_POS_WEIGHT
+    assert len(manifest["classifier"]["official/seed-0"]["thresholds"]) == len(COARSE)
     assert "left out" in manifest["dataset"]["folds"]["official"]["protocol"]
 
 

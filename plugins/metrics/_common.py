@@ -59,6 +59,14 @@ def row_keys(evaluation: Evaluation, set_name: str = "test") -> list[str]:
     ]
 
 
+def clip_keys(evaluation: Evaluation) -> list[str]:
+    """``"test/<clip_id>/<classifier's top class>"`` per test clip: the row identity of
+    the per-clip columns (fidelity, classifier accuracy) of a multiclass dataset, equal
+    to :func:`row_keys` there, since the explained row of a clip is its top class."""
+    top = evaluation.classifier_logits.argmax(dim=1).tolist()
+    return [f"test/{c}/{int(k)}" for c, k in zip(evaluation.test.clip_ids, top, strict=True)]
+
+
 @dataclass
 class RowSet:
     """Explained rows of one evaluation set, as the mask metrics score them."""

@@ -2,7 +2,8 @@
 as the L-MAC evaluation uses them). Gini index of the max-normalised absolute values
 (Quantus defaults): 0 = flat, towards 1 = a few bins; entropy (nats) of the normalised
 absolute values: low = concentrated. Both are scale-free, averaged over rows; all-zero
-rows are left out, as SpeechBrain does.
+rows are left out, as SpeechBrain does. Each row's value is kept (row values), so the
+intervals and paired tests rest on explained rows.
 
 The relevance columns are descriptive only (direction NEUTRAL): each explainer scores
 its own units (4 to 336 of them: NMF components, attributes, B4 cells), and both
@@ -14,19 +15,22 @@ from __future__ import annotations
 import torch
 
 from l2i_bench import scores
-from l2i_bench.types import Column, Direction, Evaluation, Metric
+from l2i_bench.types import Column, Direction, Evaluation, Metric, RowValues
+
+from ._common import row_keys
 
 
-def _mean_nonzero(fn, values: torch.Tensor) -> float:
+def _nonzero_rows(fn, values: torch.Tensor, keys: list[str]) -> RowValues:
+    """``fn`` per row, all-zero rows left out (NaN, dropped with their key)."""
     flat = values.detach().flatten(1)
-    keep = flat.abs().sum(dim=1) > 0
-    if not keep.any():
-        return float("nan")
-    return float(fn(flat[keep]).mean())
+    per_row = fn(flat).double()
+    per_row[flat.abs().sum(dim=1) == 0] = float("nan")
+    return RowValues.of(keys, per_row)
 
 
 class MaskComplexity(Metric):
     name = "mask_complexity"
+    version = "2"  # per-row values kept
     description = "Gini sparseness and entropy of the time-frequency mask"
     reference = "Chalasani et al. 2020 (Sparseness), Bhatt et al. 2020 (Complexity); Quantus"
     columns = (
@@ -36,16 +40,17 @@ class MaskComplexity(Metric):
         Column("mask_entropy", Direction.LOWER, "nats", "entropy of |M|/sum|M| over F x T, mean"),
     )
 
-    def compute(self, evaluation: Evaluation) -> dict[str, float]:
-        mask = evaluation.explanations.mask
+    def compute(self, evaluation: Evaluation) -> dict[str, RowValues]:
+        mask, keys = evaluation.explanations.mask, row_keys(evaluation)
         return {
-            "mask_gini": _mean_nonzero(scores.gini_index, mask),
-            "mask_entropy": _mean_nonzero(scores.entropy, mask),
+            "mask_gini": _nonzero_rows(scores.gini_index, mask, keys),
+            "mask_entropy": _nonzero_rows(scores.entropy, mask, keys),
         }
 
 
 class RelevanceComplexity(Metric):
     name = "relevance_complexity"
+    version = "2"  # per-row values kept
     description = "Gini sparseness and entropy of the relevance over the explainer's own units"
     reference = "Chalasani et al. 2020 (Sparseness), Bhatt et al. 2020 (Complexity); Quantus"
     columns = (
@@ -71,9 +76,9 @@ class RelevanceComplexity(Metric):
             return "explainer returns no relevance"
         return reason
 
-    def compute(self, evaluation: Evaluation) -> dict[str, float]:
-        rel = evaluation.explanations.relevance
+    def compute(self, evaluation: Evaluation) -> dict[str, RowValues]:
+        rel, keys = evaluation.explanations.relevance, row_keys(evaluation)
         return {
-            "relevance_gini": _mean_nonzero(scores.gini_index, rel),
-            "relevance_entropy": _mean_nonzero(scores.entropy, rel),
+            "relevance_gini": _nonzero_rows(scores.gini_index, rel, keys),
+            "relevance_entropy": _nonzero_rows(scores.entropy, rel, keys),
         }

@@ -1,5 +1,10 @@
 """Fidelity of a surrogate model to the classifier it explains (L2I notes §5.1).
 
+Top-k fidelity keeps its per-clip hits (1 or 0) as row values, so its interval and
+paired tests rest on clips. The AUPRC columns are set-level (a precision-recall curve
+over all clips and classes has no per-clip share): they carry no row values, and their
+uncertainty is the spread over folds and seeds only.
+
 Only explainers with a surrogate (L2I's interpreter, FLINT, VIBI) have predictions of
 their own to compare; the others get empty cells with the reason.
 """
@@ -9,7 +14,9 @@ from __future__ import annotations
 import torch
 
 from l2i_bench import scores
-from l2i_bench.types import Column, Direction, Evaluation, Metric, Task
+from l2i_bench.types import Column, Direction, Evaluation, Metric, RowValues, Task
+
+from ._common import clip_keys
 
 NO_SURROGATE = "explainer has no surrogate model"
 
@@ -28,6 +35,7 @@ class FidelityTopK(_SurrogateMetric):
     """Does the surrogate agree with the classifier's decision on the test clips?"""
 
     name = "fidelity_topk"
+    version = "2"  # per-clip hits kept as row values
     description = "Surrogate's top-k contains the classifier's top-1 (multiclass)"
     reference = "Parekh et al. 2022 (L2I) code: test()/analyze() top-k fidelity"
     tasks = frozenset({Task.MULTICLASS})
@@ -41,9 +49,13 @@ class FidelityTopK(_SurrogateMetric):
         for k in (1, 3, 5)
     )
 
-    def compute(self, evaluation: Evaluation) -> dict[str, float]:
+    def compute(self, evaluation: Evaluation) -> dict[str, RowValues]:
         ref, cand = evaluation.classifier_logits, evaluation.surrogate_logits
-        return {f"fidelity_top{k}": scores.top_k_agreement(ref, cand, k) for k in (1, 3, 5)}
+        keys = clip_keys(evaluation)
+        return {
+            f"fidelity_top{k}": RowValues.of(keys, scores.top_k_agreement_rows(ref, cand, k))
+            for k in (1, 3, 5)
+        }
 
 
 class FidelityAUPRC(_SurrogateMetric):
