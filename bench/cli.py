@@ -117,8 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     import pandas as pd
 
+    from l2i_bench.results import value_columns
+
     board = pd.read_csv(summary.leaderboard)
-    shown = [c for c in board.columns if not c.endswith(" std")]
+    shown = ["explainer", "folds", "seeds", *value_columns(board)]
     with pd.option_context("display.width", 200, "display.max_columns", 12):
         print(board[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
@@ -158,8 +160,29 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from l2i_bench.results import publish
 
     long_path, board_path = publish(args.out, args.dataset)
-    print(f"rebuilt {board_path} and {long_path}")
+    print(f"rebuilt {board_path}, {long_path} and the files beside them")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from l2i_bench.verify import FAILING, VerifyRequest, summary_lines, verify
+
+    request = VerifyRequest(
+        results=args.results,
+        out=args.out,
+        cache_dir=args.cache_dir,
+        data_dir=args.data_dir,
+        folds=[f.strip() for f in args.folds.split(",")] if args.folds else None,
+        seeds=_parse_seeds(args.seeds) if args.seeds else None,
+        limit=args.limit,
+        device=args.device,
+        show_progress=not args.quiet,
+    )
+    table, path = verify(request, load_registry())
+    for line in summary_lines(table):
+        print(line)
+    print(f"comparison: {path}")
+    return 1 if table["status"].isin(FAILING).any() else 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -256,6 +279,26 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--dataset", required=True)
     publish.add_argument("--out", type=Path, default=Path("results"))
     publish.set_defaults(func=cmd_publish)
+
+    check = sub.add_parser(
+        "verify",
+        help="rerun a results folder's configuration; is every column inside its interval?",
+    )
+    check.add_argument("results", type=Path, help="a published folder, e.g. results/synth")
+    check.add_argument("--folds", default=None, help="only these folds (default: published)")
+    check.add_argument("--seeds", default=None, help="only these seeds (default: published)")
+    check.add_argument("--limit", type=int, default=None, help="at most N test clips per fold")
+    check.add_argument("--out", type=Path, default=Path("verify"))
+    check.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="reuse trained models from here (default: a fresh cache, everything retrained)",
+    )
+    check.add_argument("--data-dir", type=Path, default=None)
+    check.add_argument("--device", default="auto")
+    check.add_argument("--quiet", action="store_true", help="no progress bars")
+    check.set_defaults(func=cmd_verify)
 
     explain = sub.add_parser("explain", help="explain one audio file of your own")
     explain.add_argument("audio", type=Path)

@@ -1,9 +1,12 @@
 """Result files: one atomic JSON per cell, then the published CSVs derived from them.
 
-A cell (dataset x fold x explainer) is the unit of work and of resumption: it is
-written with write-to-temp + rename, so a killed run leaves either a complete cell
-or none. The long CSV and the leaderboard are always rebuilt from every cell on disk,
-so they never mix a half-finished run with a finished one.
+A cell (dataset x fold x seed x explainer) is the unit of work and of resumption: it
+is written with write-to-temp + rename, so a killed run leaves either a complete cell
+or none, and it keeps the row values behind its numbers. Every published file is
+rebuilt from every cell on disk (:func:`publish`), so none mixes a half-finished run
+with a finished one, and every aggregate is the mean over cells of values that are the
+summary of rows (:func:`l2i_bench.stats.summarise`), with its interval from the same
+rows (:func:`l2i_bench.stats.bootstrap_interval`).
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from l2i_bench.errors import BenchError
+from l2i_bench.stats import bootstrap_interval, stable_seed
 from l2i_bench.types import RowValues
 
 LONG_COLUMNS = [
@@ -39,6 +44,8 @@ LONG_COLUMNS = [
     "classifier_sha256",
     "run_id",
     "reference",
+    "ci_low",
+    "ci_high",
 ]
 
 
@@ -174,10 +181,14 @@ def read_cells(out: Path, dataset: str) -> list[CellResult]:
     return [found[k] for k in sorted(found, key=lambda k: (k[0], k[1], k[2]))]
 
 
-def long_table(cells: list[CellResult]) -> pd.DataFrame:
+def long_table(cells: list[CellResult], *, intervals: bool = True) -> pd.DataFrame:
+    """One row per cell and column: the cell's value, ``n`` and its 95 % bootstrap
+    interval over the cell's rows (empty for columns without rows, and when
+    ``intervals`` is False)."""
     rows = []
     for cell in cells:
         for s in cell.scores:
+            low, high = _cell_interval(cell, s) if intervals else (None, None)
             rows.append(
                 {
                     "dataset": cell.dataset,
@@ -197,9 +208,42 @@ def long_table(cells: list[CellResult]) -> pd.DataFrame:
                     "classifier_sha256": cell.classifier_sha256,
                     "run_id": cell.run_id,
                     "reference": cell.reference,
+                    "ci_low": low,
+                    "ci_high": high,
                 }
             )
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
+
+
+def _cell_interval(cell: CellResult, score: Score) -> tuple[float | None, float | None]:
+    rv = cell.row_values(score.column)
+    if score.value is None or rv is None or not len(rv) or score.direction == "neutral":
+        return None, None
+    low, high = bootstrap_interval(
+        [np.asarray(rv.values)],
+        rv.summary,
+        seed=stable_seed(cell.seed, cell.fold, cell.explainer, score.column),
+    )
+    return low, high
+
+
+def interval_over_cells(cells: list[CellResult], column: str) -> tuple[float, float]:
+    """The 95 % interval of a leaderboard mean: rows resampled within each cell (fold x
+    seed) that has a value; NaN when one of them kept no rows (a set-level column)."""
+    arrays, how = [], "mean"
+    for cell in cells:
+        score = next((s for s in cell.scores if s.column == column), None)
+        if score is None or score.value is None:
+            continue
+        rv = cell.row_values(column)
+        if rv is None or not len(rv):
+            return float("nan"), float("nan")
+        arrays.append(np.asarray(rv.values))
+        how = rv.summary
+    if not arrays:
+        return float("nan"), float("nan")
+    names = sorted({c.explainer for c in cells})
+    return bootstrap_interval(arrays, how, seed=stable_seed(*names, column))
 
 
 ARROWS = {"higher": "↑", "lower": "↓", "neutral": "·"}
@@ -210,45 +254,74 @@ FAILS_VALIDITY = "✗"
 
 
 def leaderboard(
-    long: pd.DataFrame, failing: set[str] | frozenset[str] = frozenset()
+    cells: list[CellResult],
+    failing: set[str] | frozenset[str] = frozenset(),
+    ranks: dict[str, dict[str, int]] | None = None,
 ) -> pd.DataFrame:
-    """One row per explainer; per column the mean over folds and its std, the column
-    header carrying the direction (``fidelity_top1 ↑``) and, for a column in
-    ``failing`` (metric validity), a ``✗``. Reference rows (oracle, anti-oracle,
-    random, loudest) come last, marked in the ``reference`` column. Empty cells stay
-    empty."""
+    """One row per explainer: per column the mean over cells (folds x seeds) under a
+    header carrying the direction (``fidelity_top1 ↑``, with ``✗`` for a column in
+    ``failing``), then ``<column>_std`` (over cells), ``<column>_ci_low`` and
+    ``<column>_ci_high`` (95 % bootstrap over rows within cells; directed columns with
+    rows) and ``<column>_rank`` (tied ranks, :mod:`l2i_bench.significance`). ``folds``,
+    ``seeds`` and ``cells`` say what each row averages. Reference rows (oracle,
+    anti-oracle, random, loudest) come last. Columns empty for every explainer (e.g.
+    multilabel AUPRC on a multiclass dataset) are left out; the long CSV keeps them."""
+    long = long_table(cells, intervals=False)
     if long.empty:
-        return pd.DataFrame(columns=["explainer", "reference", "folds"])
-    long = long.copy()
-    long["header"] = long["column"] + " " + long["direction"].map(ARROWS).fillna("")
-    bad = long["column"].isin(failing)
-    long.loc[bad, "header"] = long.loc[bad, "header"] + " " + FAILS_VALIDITY
-    order = list(dict.fromkeys(long["header"]))
-    grouped = long.groupby(["explainer", "header"], sort=False)["value"]
-    mean = grouped.mean().unstack("header")
-    std = grouped.std(ddof=1).unstack("header")
-    reference = long.groupby("explainer")["reference"].agg(lambda v: bool(pd.Series(v).any()))
-    parts: dict[str, pd.Series] = {
-        "reference": reference,
-        "folds": long.groupby("explainer")["fold"].nunique(),
-    }
-    for header in order:
-        parts[header] = mean[header]
-        parts[f"{header} std"] = std[header]
-    table = pd.DataFrame(parts).reindex(mean.index)
-    # Columns empty for every explainer (e.g. multilabel AUPRC on a multiclass dataset)
-    # say nothing here; the long CSV keeps them with the reason.
-    table = table.dropna(axis=1, how="all").reset_index()
+        return pd.DataFrame(columns=["explainer", "reference", "folds", "seeds", "cells"])
+    ranks = ranks or {}
+    columns = list(dict.fromkeys(long["column"]))
+    direction = dict(zip(long["column"], long["direction"], strict=False))
+    explainers = list(dict.fromkeys(long["explainer"]))
+    records = []
+    for name in explainers:
+        own = long[long["explainer"] == name]
+        own_cells = [c for c in cells if c.explainer == name]
+        rec: dict[str, object] = {
+            "explainer": name,
+            "reference": bool(own["reference"].astype(bool).any()),
+            "folds": own["fold"].nunique(),
+            "seeds": own["seed"].nunique(),
+            "cells": len(own_cells),
+        }
+        for column in columns:
+            values = own.loc[own["column"] == column, "value"].astype(float).dropna()
+            header = _header(column, direction[column], column in failing)
+            rec[header] = values.mean() if len(values) else np.nan
+            rec[f"{column}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+            if direction[column] != "neutral" and len(values):
+                rec[f"{column}_ci_low"], rec[f"{column}_ci_high"] = interval_over_cells(
+                    own_cells, column
+                )
+            rank = ranks.get(column, {}).get(name)
+            rec[f"{column}_rank"] = np.nan if rank is None else rank
+        records.append(rec)
+    table = pd.DataFrame.from_records(records)
+    # Columns empty for every explainer say nothing here; the long CSV keeps them.
+    table = table.dropna(axis=1, how="all")
     refs = table["reference"].astype(bool)
     return pd.concat([table[~refs], table[refs]], ignore_index=True)
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+def _header(column: str, direction: str, failing: bool) -> str:
+    header = f"{column} {ARROWS.get(direction, '')}".rstrip()
+    return f"{header} {FAILS_VALIDITY}" if failing else header
+
+
+def value_columns(board: pd.DataFrame) -> list[str]:
+    """The leaderboard's value columns (the ones with a direction arrow), in order."""
+    return [c for c in board.columns if any(f" {a}" in c for a in ARROWS.values())]
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path, *, exact: bool = False) -> None:
+    """Write a CSV whole or not at all; ``exact`` keeps every float's shortest exact
+    repr (the long CSV, whose values an audit recomputes to the last bit), otherwise 6
+    significant digits."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+        frame.to_csv(tmp, index=False, float_format=None if exact else "%.6g")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -256,19 +329,36 @@ def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def publish(out: Path, dataset: str) -> tuple[Path, Path]:
-    """Rebuild ``results.csv`` (long), ``metric_validity.csv``, ``comparisons.csv``
-    (contenders against the controls) and ``leaderboard.csv`` (wide, failing columns
-    flagged) from every cell."""
-    from l2i_bench.comparisons import versus_controls
+    """Rebuild every published file of a dataset from its cells: ``results.csv`` (long,
+    with per-cell intervals), ``instances.parquet`` (the rows behind them),
+    ``metric_validity.csv``, ``significance.csv`` (paired tests, tied ranks),
+    ``agreement.csv`` (rank agreement between columns) and ``leaderboard.csv``."""
+    from l2i_bench.agreement import agreement
+    from l2i_bench.instances import instance_table, write_instances
+    from l2i_bench.significance import significance
     from l2i_bench.validity import failing_columns, metric_validity
 
     cells = read_cells(out, dataset)
-    long = long_table(cells)
     root = Path(out) / dataset
     long_path, board_path = root / "results.csv", root / "leaderboard.csv"
     validity = metric_validity(cells)
-    write_csv_atomic(long, long_path)
+    tests, ranks = significance(cells, validity)
+    write_csv_atomic(long_table(cells), long_path, exact=True)
+    write_instances(*instance_table(cells, _class_names(root)), root / "instances.parquet")
     write_csv_atomic(validity, root / "metric_validity.csv")
-    write_csv_atomic(versus_controls(cells, validity), root / "comparisons.csv")
-    write_csv_atomic(leaderboard(long, failing_columns(validity)), board_path)
+    write_csv_atomic(tests, root / "significance.csv")
+    write_csv_atomic(agreement(cells, validity), root / "agreement.csv")
+    write_csv_atomic(leaderboard(cells, failing_columns(validity), ranks), board_path)
+    (root / "comparisons.csv").unlink(missing_ok=True)  # superseded by significance.csv
     return long_path, board_path
+
+
+def _class_names(root: Path) -> list[str] | None:
+    """The dataset's class names, from its newest run manifest (None if there is none)."""
+    manifests = sorted((root / "runs").glob("*.json"))
+    for path in reversed(manifests):
+        try:
+            return list(json.loads(path.read_text())["dataset"]["classes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None

@@ -426,12 +426,9 @@ class RowValues:
         return len(self.values)
 
     def __float__(self) -> float:
-        import numpy as np
+        from l2i_bench.stats import summarise
 
-        if not self.values:
-            return float("nan")
-        fn = np.median if self.summary == "median" else np.mean
-        return float(fn(np.asarray(self.values, dtype=np.float64)))
+        return summarise(self.values, self.summary)
 
 
 @dataclass(frozen=True)

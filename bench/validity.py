@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from l2i_bench.stats import PairedTest, paired_better
+from l2i_bench.stats import PairedTest, paired_better, summarise
 
 ALPHA = 0.01
 ORACLE, RANDOM, ANTI = "oracle", "random", "anti-oracle"
@@ -98,17 +98,19 @@ def _groups(cells: Sequence, column: str) -> list[str]:
 
 def summary(values: dict[str, float], how: str) -> float:
     """The column's own summary (mean or median) of row values."""
-    if not values:
-        return float("nan")
-    arr = np.fromiter(values.values(), dtype=np.float64)
-    return float(np.median(arr) if how == "median" else np.mean(arr))
+    return summarise(list(values.values()), how)
 
 
-def paired(a: dict[str, float], b: dict[str, float], higher: bool) -> PairedTest:
-    """``a`` better than ``b`` over the row keys both have."""
+def paired(
+    a: dict[str, float], b: dict[str, float], higher: bool, alternative: str = "greater"
+) -> PairedTest:
+    """``a`` better than ``b`` (or, two-sided, different) over the keys both have."""
     keys = sorted(set(a) & set(b))
     return paired_better(
-        np.array([a[k] for k in keys]), np.array([b[k] for k in keys]), higher_is_better=higher
+        np.array([a[k] for k in keys]),
+        np.array([b[k] for k in keys]),
+        higher_is_better=higher,
+        alternative=alternative,
     )
 
 

@@ -137,3 +137,49 @@ def test_a_bad_explainer_fails_the_run_and_the_manifest_says_so(synth_dir, cache
     manifest = json.loads(next((out / "synth" / "runs").glob("*.json")).read_text())
     assert manifest["status"].startswith("failed: BenchError")
     assert not (out / "synth" / "cells" / "fold-1" / "seed-0" / "broken.json").exists()
+
+
+def test_seeds_are_a_grid_axis_each_with_its_classifier_and_resumable(
+    synth_dir, cache_dir, tmp_path
+):
+    registry = _registry()
+    out = tmp_path / "results"
+    config = _config(synth_dir, cache_dir, out, explainers=["random"], seeds=[0, 1], threads=1)
+    threads = torch.get_num_threads()
+    try:
+        first = run_benchmark(config, registry)
+    finally:
+        torch.set_num_threads(threads)  # the setting is process-wide: leave it as found
+    assert first.computed == [("1", "random"), ("1", "random")]
+    cells = out / "synth" / "cells" / "fold-1"
+    seeds = {p.parent.name: json.loads(p.read_text()) for p in cells.glob("seed-*/random.json")}
+    assert set(seeds) == {"seed-0", "seed-1"}
+    assert seeds["seed-0"]["classifier_sha256"] != seeds["seed-1"]["classifier_sha256"]
+    board = pd.read_csv(first.leaderboard).set_index("explainer")
+    assert (board.loc["random", "seeds"], board.loc["random", "cells"]) == (2, 2)
+    manifest = json.loads(first.manifest.read_text())
+    assert manifest["seeds"] == [0, 1] and set(manifest["classifier"]) == {"1/seed-0", "1/seed-1"}
+    assert manifest["determinism"]["torch_threads"] == 1
+    assert manifest["determinism"]["deterministic_algorithms"] is True
+    assert manifest["publish_seconds"] > 0
+    quality = pd.read_csv(out / "synth" / "classifier.csv", dtype={"fold": str})
+    assert sorted(quality["seed"]) == [0, 1]
+    again = run_benchmark(config, registry)
+    assert again.computed == [] and len(again.skipped) == 2
+
+
+def test_a_legacy_cell_is_read_and_replaced_by_its_seed_folder_twin(synth_dir, cache_dir, tmp_path):
+    registry = _registry()
+    out = tmp_path / "results"
+    config = _config(synth_dir, cache_dir, out, explainers=["random"])
+    run_benchmark(config, registry)
+    current = out / "synth" / "cells" / "fold-1" / "seed-0" / "random.json"
+    legacy = out / "synth" / "cells" / "fold-1" / "random.json"
+    current.rename(legacy)  # as a results folder from before seeds were an axis
+    resumed = run_benchmark(config, registry)
+    assert resumed.skipped == [("1", "random")]  # same configuration: reused, not rerun
+    forced = run_benchmark(
+        _config(synth_dir, cache_dir, out, explainers=["random"], force=True), registry
+    )
+    assert forced.computed == [("1", "random")]
+    assert current.is_file() and not legacy.exists()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from cells import make_cell
 
-from l2i_bench.results import CellResult, Score, leaderboard, long_table, pack_rows
+from l2i_bench.results import CellResult, Score, leaderboard, pack_rows
 from l2i_bench.stats import paired_better
 from l2i_bench.types import RowValues
 from l2i_bench.validity import failing_columns, metric_validity
@@ -105,7 +105,7 @@ def test_leaderboard_flags_failing_columns_and_puts_references_last():
         _cell("method", f, {"good_auc": np.ones(30), "deletion_auc": np.ones(30)}, False)
         for f in "12"
     ]
-    board = leaderboard(long_table(cells), failing_columns(metric_validity(cells)))
+    board = leaderboard(cells, failing_columns(metric_validity(cells)))
     assert "good_auc ↑ ✗" in board.columns
     assert "fit_seconds ↓" in board.columns
     assert board["explainer"].iloc[0] == "method"
