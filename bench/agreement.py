@@ -4,7 +4,7 @@ Faithfulness metrics, localisation against ground truth and the L-MAC scores eac
 the explainers; recent audio benchmarks report that such rankings often disagree, and a
 reader choosing one metric should know whether the others would have told the same
 story. For every pair of directed columns that claim to measure truth (not cost, not the
-sanity check), this module ranks the ranked explainers (contenders and the controls
+sanity check) and that score at least three explainers, this module ranks the ranked explainers (contenders and the controls
 ``random`` and ``loudest``, as in :mod:`l2i_bench.significance`) by their leaderboard
 means, direction-adjusted so that "better" is "larger" on both sides, and computes
 Kendall's tau-b and its two-sided p-value (:func:`l2i_bench.stats.kendall_tau`) over
@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from l2i_bench.significance import cell_mean, directed_columns, ranked_explainers
@@ -54,7 +55,9 @@ def agreement(cells: Sequence, validity: pd.DataFrame | None = None) -> pd.DataF
     for column, (direction, truth) in directed_columns(cells).items():
         if truth:
             sign = 1.0 if direction == "higher" else -1.0
-            scores[column] = [sign * cell_mean(cells, n, column) for n in names]
+            ranked = [sign * cell_mean(cells, n, column) for n in names]
+            if sum(np.isfinite(ranked)) >= 3:  # fewer explainers have no ranking to compare
+                scores[column] = ranked
     ordered = sorted(scores, key=lambda c: (c.startswith(GROUND_TRUTH_PREFIX), c))
     records = []
     for a, b in itertools.combinations(ordered, 2):
