@@ -60,11 +60,12 @@ def test_a_limited_rerun_is_held_to_the_published_rows_of_the_same_clips():
     assert rec.published == 0.0 and rec.rows == 20 and rec.status == "identical"
 
 
-def test_verify_reruns_a_small_published_grid_and_confirms_it(
-    synth_dir, cache_dir, tmp_path, capsys
-):
+def test_verify_reruns_a_small_published_grid_and_confirms_it(synth_dir, tmp_path, capsys):
     registry = load_registry()
     out = tmp_path / "results"
+    # Its own cache: a classifier another test trained (at another thread count) would
+    # differ from the rerun's in the last bits, and the rerun would be "inside", not equal.
+    cache_dir = tmp_path / "published-cache"
     config = RunConfig(
         dataset="synth",
         explainers=["random"],
@@ -102,9 +103,20 @@ def test_verify_reruns_a_small_published_grid_and_confirms_it(
     printed = capsys.readouterr().out
     assert "values compared" in printed
     assert "outside: fold 1 seed 0 random ff_prob_drop" in printed
+    # the first rerun, compared again without recomputing, sees the tampered value too
+    again = ["verify", str(out / "synth"), "--rerun", str(path.parent.parent), "--quiet"]
+    assert main(again) == 1
+    assert "outside: fold 1 seed 0 random ff_prob_drop" in capsys.readouterr().out
     assert pd.read_csv(next((tmp_path / "v2").glob("synth-*/synth/verify.csv"))).shape[0] > 0
 
 
 def test_verify_refuses_a_folder_without_a_finished_run(tmp_path):
     with pytest.raises(BenchError, match="no finished run manifest"):
         published_config(tmp_path / "synth")
+
+
+@pytest.mark.parametrize("spec", ["0,0", "a,b", "-1", ","])
+def test_bad_seed_lists_are_refused_with_the_fix(spec, capsys):
+    assert main(["run", "--dataset", "synth", "--seeds", spec]) == 2
+    err = capsys.readouterr().err
+    assert f"--seeds {spec!r}" in err and "--seeds 0,1,2" in err
