@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from cells import make_cell
 
@@ -97,17 +96,13 @@ def test_verify_reruns_a_small_published_grid_and_confirms_it(synth_dir, tmp_pat
         if score["column"] == "ff_prob_drop":
             score["value"] += 0.5
     cell_file.write_text(json.dumps(cell))
-    argv = ["verify", str(out / "synth"), "--out", str(tmp_path / "v2"), "--quiet"]
-    argv += ["--data-dir", str(synth_dir), "--cache-dir", str(cache_dir)]
+    # compared again without recomputing (``--rerun``), as after a republish
+    argv = ["verify", str(out / "synth"), "--rerun", str(path.parent.parent), "--quiet"]
     assert main(argv) == 1
     printed = capsys.readouterr().out
     assert "values compared" in printed
     assert "outside: fold 1 seed 0 random ff_prob_drop" in printed
-    # the first rerun, compared again without recomputing, sees the tampered value too
-    again = ["verify", str(out / "synth"), "--rerun", str(path.parent.parent), "--quiet"]
-    assert main(again) == 1
-    assert "outside: fold 1 seed 0 random ff_prob_drop" in capsys.readouterr().out
-    assert pd.read_csv(next((tmp_path / "v2").glob("synth-*/synth/verify.csv"))).shape[0] > 0
+    assert (path.parent / "verify.csv").is_file()
 
 
 def test_verify_refuses_a_folder_without_a_finished_run(tmp_path):
