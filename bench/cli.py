@@ -177,6 +177,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         limit=args.limit,
         device=args.device,
         show_progress=not args.quiet,
+        rerun=args.rerun,
     )
     table, path = verify(request, load_registry())
     for line in summary_lines(table):
@@ -296,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="reuse trained models from here (default: a fresh cache, everything retrained)",
     )
     check.add_argument("--data-dir", type=Path, default=None)
+    check.add_argument(
+        "--rerun",
+        type=Path,
+        default=None,
+        help="compare this finished rerun folder (verify/<dataset>-<stamp>) instead of rerunning",
+    )
     check.add_argument("--device", default="auto")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
     check.set_defaults(func=cmd_verify)

@@ -111,6 +111,14 @@ def pack_rows(values: dict[str, RowValues]) -> dict[str, Any]:
     return {"keys": list(keys), "columns": columns}
 
 
+def _readable(fd_or_path) -> None:
+    """``mkstemp`` creates 0600 files; published files get the usual mode (0666 less
+    the umask), as an ordinary ``open`` would give them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(fd_or_path, 0o666 & ~umask)
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON so that readers see the old file or the new one, never a torn one."""
     path = Path(path)
@@ -123,6 +131,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
             "choose a writable folder with --out",
         ) from err
     try:
+        _readable(fd)
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=2, default=_json_default, allow_nan=False)
             handle.flush()
@@ -321,6 +330,7 @@ def write_csv_atomic(frame: pd.DataFrame, path: Path, *, exact: bool = False) ->
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        _readable(tmp)
         frame.to_csv(tmp, index=False, float_format=None if exact else "%.6g")
         os.replace(tmp, path)
     except BaseException:

@@ -9,7 +9,8 @@ dataset's default); ``--folds``, ``--seeds`` and ``--limit`` shrink it to what a
 afford. The rerun writes into its own folder (default ``verify/``) with its own cache
 (default: fresh, so the classifier and every explainer are trained again; pass
 ``--cache-dir .cache`` to reuse the local fits and check only explanation and scoring),
-so the published files are never touched.
+so the published files are never touched. ``--rerun DIR`` compares a finished rerun
+folder again (after a republish, say) without recomputing it.
 
 Comparison, per (fold, seed, explainer) cell and column: the published interval is the
 95 % bootstrap interval (:func:`l2i_bench.stats.bootstrap_interval`) of the published
@@ -68,6 +69,9 @@ class VerifyRequest:
     limit: int | None = None
     device: str = "auto"
     show_progress: bool = True
+    rerun: Path | None = None
+    """A finished rerun folder (``verify/<dataset>-<stamp>``) to compare again, e.g.
+    after a republish, instead of rerunning."""
 
 
 def published_config(results: Path) -> dict[str, Any]:
@@ -99,6 +103,14 @@ def verify(request: VerifyRequest, registry) -> tuple[pd.DataFrame, Path]:
             f"{results.name!r}",
             f"pass the dataset's own folder, e.g. {results.parent / dataset}",
         )
+    if request.rerun is not None:
+        out = Path(request.rerun)
+        if not (out / dataset / "cells").is_dir():
+            raise BenchError(
+                f"{out} holds no cells of {dataset!r}",
+                "pass the folder a previous verify wrote, e.g. verify/synth-20261203T072632",
+            )
+        return _compare_and_write(results, dataset, out)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     out = Path(request.out) / f"{dataset}-{stamp}"
     seeds = request.seeds or config.get("seeds") or [int(config.get("seed", 0))]
@@ -121,6 +133,10 @@ def verify(request: VerifyRequest, registry) -> tuple[pd.DataFrame, Path]:
         show_progress=request.show_progress,
     )
     run_benchmark(rerun, registry)
+    return _compare_and_write(results, dataset, out)
+
+
+def _compare_and_write(results: Path, dataset: str, out: Path) -> tuple[pd.DataFrame, Path]:
     table = compare(read_cells(results.parent, dataset), read_cells(out, dataset))
     path = out / dataset / "verify.csv"
     write_csv_atomic(table, path)
