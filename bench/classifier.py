@@ -26,10 +26,8 @@ import copy
 import hashlib
 import json
 import math
-import os
 import re
 import time
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,8 +41,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from l2i_bench.audio import FRONT_END_VERSION, N_MELS
+from l2i_bench.cache import discard, entry_lock, file_digest, load_torch, save_torch
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
+from l2i_bench.failpoints import failpoint
 from l2i_bench.types import Task
 
 TAP_NAMES: tuple[str, ...] = ("B4", "B5", "B6")
@@ -306,14 +306,6 @@ class TrainedClassifier:
 # ------------------------------------------------------------------- small helpers
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def config_hash(config: ClassifierConfig, task: Task, num_classes: int) -> str:
     """Short hash of what determines the weights. The pretrained file enters by its
     content, so replacing the file at the same path never reuses a stale model."""
@@ -325,7 +317,7 @@ def config_hash(config: ClassifierConfig, task: Task, num_classes: int) -> str:
         "num_classes": int(num_classes),
     }
     if config.pretrained is not None and Path(config.pretrained).is_file():
-        payload["pretrained_sha256"] = file_sha256(Path(config.pretrained))
+        payload["pretrained_sha256"] = file_digest(Path(config.pretrained))[1]
     text = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -543,24 +535,27 @@ def load_pretrained_backbone(model: KumarCNN, path: Path) -> dict[str, int]:
 # ------------------------------------------------------------------- checkpoints
 
 
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically (tmp file + ``os.replace``) so a killed run never leaves a
-    half-written checkpoint that a later run would trust."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def weights_sha256(state_dict: Mapping[str, torch.Tensor], thresholds: Any = None) -> str:
+    """The classifier's identity: SHA-256 over each tensor's name, dtype, shape and bytes
+    (sorted by name) and the decision thresholds. Training time and history stored beside
+    the weights do not enter, so identical retrained weights keep their identity and the
+    cells computed on them stay valid."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
+    if thresholds is not None:
+        digest.update(b"thresholds|")
+        digest.update(torch.as_tensor(thresholds).float().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
-def _load_cached(
-    path: Path, config: ClassifierConfig, task: Task, num_classes: int
+def _check_cached(
+    payload: Any, config: ClassifierConfig, task: Task, num_classes: int
 ) -> tuple[KumarCNN, dict[str, Any]]:
-    """Load and validate a cached checkpoint; raises on anything unexpected."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    """Validate a cached checkpoint's payload against what was asked; raises on anything
+    unexpected (the caller discards the entry)."""
     required = {"state_dict", "config", "task", "num_classes", "thresholds", "history"}
     if not isinstance(payload, dict) or not required <= set(payload):
         raise ValueError("missing keys")
@@ -656,6 +651,8 @@ def _train(
             "seconds": time.perf_counter() - start,  # + precise BN + validation
         }
         history.append(row)
+        if epoch == 1:
+            failpoint("classifier")
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{score:.3f}")
         if not math.isfinite(row["train_loss"]):
             raise BenchError(
@@ -693,8 +690,11 @@ def train_or_load_classifier(
 
     ``cache_key`` must identify the data (dataset fingerprint and fold); the config
     hash is appended, so ``cache_dir/classifiers/{cache_key}-{hash}.pt`` changes with
-    anything that changes the weights. A corrupt or mismatching cache file is retrained
-    with a warning rather than failing the run.
+    anything that changes the weights. The entry goes through :mod:`l2i_bench.cache`:
+    a checkpoint that fails its integrity record, holds a pickled object or a non-finite
+    weight, or does not fit this config is discarded with a warning naming it and the
+    classifier is retrained; a second run that wants the same checkpoint waits for the
+    first to finish training it.
     """
     task = Task(task)
     device = torch.device(device)
@@ -715,15 +715,37 @@ def train_or_load_classifier(
         Path(cache_dir) / "classifiers" / f"{safe_key}-{config_hash(config, task, num_classes)}.pt"
     )
 
-    if path.is_file():
+    with entry_lock(path, message=f"waiting for another run training the classifier {path}"):
+        return _load_or_train(
+            path,
+            train,
+            valid,
+            task=task,
+            num_classes=num_classes,
+            config=config,
+            device=device,
+            show_progress=show_progress,
+        )
+
+
+def _load_or_train(
+    path: Path,
+    train: ClipSet,
+    valid: ClipSet,
+    *,
+    task: Task,
+    num_classes: int,
+    config: ClassifierConfig,
+    device: torch.device,
+    show_progress: bool,
+) -> TrainedClassifier:
+    entry_key = path.stem
+    payload = load_torch(path, entry_key)
+    if payload is not None:
         try:
-            model, payload = _load_cached(path, config, task, num_classes)
+            model, payload = _check_cached(payload, config, task, num_classes)
         except Exception as err:
-            warnings.warn(
-                f"ignoring unusable cached classifier {path} ({type(err).__name__}: {err}); "
-                "retraining",
-                stacklevel=2,
-            )
+            discard(path, f"it does not fit this classifier ({type(err).__name__}: {err})")
         else:
             model.to(device).eval()
             thresholds = payload["thresholds"]
@@ -734,7 +756,7 @@ def train_or_load_classifier(
                 history=list(payload["history"]),
                 best_epoch=int(payload.get("best_epoch", 0)),
                 checkpoint=path,
-                checkpoint_sha256=file_sha256(path),
+                checkpoint_sha256=weights_sha256(payload["state_dict"], thresholds),
                 reused=True,
                 train_seconds=float(payload.get("train_seconds", 0.0)),
                 extra=dict(payload.get("extra", {})),
@@ -755,11 +777,12 @@ def train_or_load_classifier(
         probs = torch.sigmoid(evaluate_logits(model, valid, config.batch_size, device))
         thresholds = choose_thresholds(probs, torch.from_numpy(valid.targets))
     train_seconds = time.perf_counter() - start
-    _save_checkpoint(
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_torch(
         path,
         {
             "format": CHECKPOINT_FORMAT,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "state_dict": state_dict,
             "config": config.to_dict(),
             "task": str(task),
             "num_classes": int(num_classes),
@@ -769,6 +792,7 @@ def train_or_load_classifier(
             "train_seconds": float(train_seconds),
             "extra": extra,
         },
+        entry_key,
     )
     return TrainedClassifier(
         model=model,
@@ -777,7 +801,7 @@ def train_or_load_classifier(
         history=history,
         best_epoch=best_epoch,
         checkpoint=path,
-        checkpoint_sha256=file_sha256(path),
+        checkpoint_sha256=weights_sha256(state_dict, thresholds),
         reused=False,
         train_seconds=train_seconds,
         extra=extra,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,17 +102,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         listen=args.listen,
         show_progress=not args.quiet,
+        cell_timeout=args.cell_timeout,
     )
     try:
         summary = run_benchmark(config, registry)
     except KeyboardInterrupt:
         print(
-            "\ninterrupted: finished cells are kept; run the same command again to resume",
+            "\ninterrupted: finished cells are kept and published; run the same command "
+            "again to resume",
             file=sys.stderr,
         )
         return 130
+    failed = (
+        f", {len(summary.failed)} FAILED (the others are published):\n"
+        + "\n".join(f"  fold {f} seed {s} {name}: {error}" for f, s, name, error in summary.failed)
+        if summary.failed
+        else "."
+    )
     print(
-        f"\n{len(summary.computed)} cell(s) computed, {len(summary.skipped)} reused.\n"
+        f"\n{len(summary.computed)} cell(s) computed, {len(summary.skipped)} reused{failed}\n"
         f"leaderboard: {summary.leaderboard}\nlong results: {summary.results}\n"
         f"manifest:    {summary.manifest}"
     )
@@ -123,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     shown = ["explainer", "folds", "seeds", *value_columns(board)]
     with pd.option_context("display.width", 200, "display.max_columns", 12):
         print(board[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return 0
+    return 1 if summary.failed else 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -157,9 +166,17 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from l2i_bench.cache import folder_lock
     from l2i_bench.results import publish
 
-    long_path, board_path = publish(args.out, args.dataset)
+    root = Path(args.out) / args.dataset
+    if not (root / "cells").is_dir():
+        raise BenchError(
+            f"no cells to publish under {root / 'cells'}",
+            "run `l2i-bench run` first, or pass the --out folder that holds them",
+        )
+    with folder_lock(root, message=f"waiting for the run that holds {root} to finish"):
+        long_path, board_path = publish(args.out, args.dataset)
     print(f"rebuilt {board_path}, {long_path} and the files beside them")
     return 0
 
@@ -264,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default: the cores torch sees); fixed and recorded, "
         "since the thread count changes floating-point results",
     )
+    run.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="fail a cell that runs longer than this (default: no limit); the others go on",
+    )
     _common(run)
     run.set_defaults(func=cmd_run)
 
@@ -329,6 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if err.fix:
             print(f"  fix: {err.fix}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`l2i-bench plugins | head`): stop quietly, and point
+        # stdout at /dev/null so the interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
 Decoding 400 FLAC files takes longer than a forward pass over them, so each split's
 waveforms are cached as one ``.npy`` under the cache folder, keyed by the dataset's
 fingerprint and the clip list; a changed file list gives a new key, never stale audio.
+The entry and its gains carry integrity records (:mod:`l2i_bench.cache`): audio whose
+bytes changed after writing is discarded and decoded again, never used.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, peak_gains, read_audio
+from l2i_bench.cache import build_array, entry_lock, load_array, save_array
+from l2i_bench.errors import BenchError
+from l2i_bench.failpoints import failpoint
 from l2i_bench.types import AudioBatch, Clip
 
 
@@ -53,30 +57,32 @@ def load_waveforms(
         _decode_into(waves, paths, num_samples, desc, show_progress)
         return waves, peak_gains(waves)
     cache_file = Path(cache_dir) / "audio" / f"{key.hexdigest()[:20]}.npy"
-    if not cache_file.is_file():
-        # Decode straight into a memory-mapped file: a large split (SONYC-UST's training
-        # set is ~24 GB of float32) never has to fit in RAM, and a crash leaves only a
-        # temporary file behind, never a truncated cache.
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npy")
-        waves = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32, shape=(len(paths), num_samples)
-        )
-        try:
-            _decode_into(waves, paths, num_samples, desc, show_progress)
-            waves.flush()
-            del waves
-            os.replace(tmp, cache_file)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    waves = np.load(cache_file, mmap_mode="r")
     gains_file = cache_file.with_suffix(".gains.npy")
-    if not gains_file.is_file():
-        tmp = gains_file.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, peak_gains(waves))
-        os.replace(tmp, gains_file)
-    return waves, np.load(gains_file)
+    entry_key = f"audio:{key.hexdigest()}"
+    with entry_lock(cache_file):
+        waves = load_array(cache_file, entry_key, mmap=True)
+        if waves is None or waves.shape != (len(paths), num_samples):
+            # Decode straight into a memory-mapped file: a large split (SONYC-UST's
+            # training set is ~24 GB of float32) never has to fit in RAM, and a crash
+            # leaves only a temporary file, removed by the next run.
+            build_array(
+                cache_file,
+                (len(paths), num_samples),
+                lambda out: _decode_into(out, paths, num_samples, desc, show_progress),
+                entry_key,
+            )
+            waves = load_array(cache_file, entry_key, mmap=True)
+            gains_file.unlink(missing_ok=True)
+        gains = load_array(gains_file, entry_key)
+        if gains is None or gains.shape != (len(paths),):
+            save_array(gains_file, peak_gains(waves), entry_key)
+            gains = load_array(gains_file, entry_key)
+    if waves is None or gains is None:
+        raise BenchError(
+            f"the decoded-audio cache {cache_file} failed its check right after it was written",
+            "the cache folder's disk may be failing; pass another --cache-dir",
+        )
+    return waves, gains
 
 
 def _decode_into(
@@ -86,6 +92,8 @@ def _decode_into(
         tqdm(paths, desc=desc, unit="clip", disable=not show_progress or len(paths) < 20)
     ):
         waves[row] = read_audio(path, num_samples)
+        if row == 0:
+            failpoint("decode")
 
 
 def batch_rows(

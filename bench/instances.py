@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from l2i_bench.cache import temporary_path
 from l2i_bench.errors import BenchError
 from l2i_bench.stats import summarise
 
@@ -82,9 +83,12 @@ def write_instances(frame: pd.DataFrame, summaries: dict[str, str], path: Path) 
     meta = dict(table.schema.metadata or {})
     meta[SUMMARY_KEY] = json.dumps(summaries, sort_keys=True).encode()
     table = table.replace_schema_metadata(meta)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+    tmp = temporary_path(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_instances(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:

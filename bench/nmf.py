@@ -22,13 +22,13 @@ beta != 2 (as ``sparse_nmf.m`` does), floor 1e-9.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from l2i_bench.cache import discard, entry_lock, load_torch, save_torch
 from l2i_bench.errors import BenchError
 from l2i_bench.types import BatchSource
 
@@ -366,14 +366,14 @@ def learn_dictionary(
     noise columns are not part of ``W``; ``keep_noise=True`` prepends them (``K`` then
     includes them).
 
-    With ``cache_dir`` and ``cache_key`` the result is cached and reused.
+    With ``cache_dir`` and ``cache_key`` the result is cached and reused (an entry with a
+    checked integrity record, :mod:`l2i_bench.cache`).
     """
     if strategy not in STRATEGIES:
         raise BenchError(
             f"unknown NMF dictionary strategy {strategy!r}",
             f"use one of {', '.join(STRATEGIES)} (l2i option strategy)",
         )
-    cache_file = None
     if cache_dir is not None and cache_key is not None:
         tag = strategy
         if strategy == "noise_then_class":  # its extra settings change the result too
@@ -381,10 +381,71 @@ def learn_dictionary(
         cache_file = dictionary_cache_file(
             cache_dir, cache_key, K, beta, mu, tag, chunk, max_iter, seed
         )
-        if cache_file.is_file():
-            W = torch.load(cache_file, map_location="cpu", weights_only=True)
-            if W.shape[1] == K:
+        with entry_lock(cache_file):
+            W = load_torch(cache_file, cache_file.stem)
+            if isinstance(W, torch.Tensor) and W.ndim == 2 and W.shape[1] == K:
                 return W
+            if W is not None:
+                discard(
+                    cache_file,
+                    f"it holds {type(W).__name__} {getattr(W, 'shape', '')}, not (F, {K})",
+                )
+            W = _learn(
+                train,
+                K,
+                beta,
+                mu,
+                strategy,
+                chunk,
+                max_iter,
+                tol,
+                seed,
+                device,
+                batch_size,
+                noise_components,
+                clips_per_class,
+                keep_noise,
+                show_progress,
+            )
+            save_torch(cache_file, W, cache_file.stem)
+            return W
+    return _learn(
+        train,
+        K,
+        beta,
+        mu,
+        strategy,
+        chunk,
+        max_iter,
+        tol,
+        seed,
+        device,
+        batch_size,
+        noise_components,
+        clips_per_class,
+        keep_noise,
+        show_progress,
+    )
+
+
+def _learn(
+    train: BatchSource,
+    K: int,
+    beta: float,
+    mu: float,
+    strategy: str,
+    chunk: int,
+    max_iter: int,
+    tol: float,
+    seed: int,
+    device: torch.device | str,
+    batch_size: int,
+    noise_components: int,
+    clips_per_class: int,
+    keep_noise: bool,
+    show_progress: bool,
+) -> torch.Tensor:
+    """The dictionary itself (what :func:`learn_dictionary` caches)."""
     per_clip, targets = _collect_frames(train, chunk, batch_size, show_progress)
 
     def nmf(
@@ -411,13 +472,7 @@ def learn_dictionary(
         W = _noise_then_class(
             per_clip, targets, K, nmf, noise_components, clips_per_class, keep_noise, seed
         )
-    W = W.float().cpu().contiguous()
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(W, tmp)
-        os.replace(tmp, cache_file)
-    return W
+    return W.float().cpu().contiguous()
 
 
 def _noise_then_class(

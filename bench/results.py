@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from l2i_bench.cache import temporary_path
 from l2i_bench.errors import BenchError
+from l2i_bench.failpoints import failpoint
 from l2i_bench.stats import bootstrap_interval, stable_seed
 from l2i_bench.types import RowValues
 
@@ -77,6 +78,10 @@ class CellResult:
     fit: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     reference: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The run settings every cell of one leaderboard must share (:data:`SHARED_SETTINGS`:
+    limit, dataset fingerprint, classifier config, metric versions); empty in cells
+    written before l2i-bench recorded them."""
     rows: dict[str, Any] = field(default_factory=dict)
     """Per-row values behind the scores: ``{"keys": [...], "columns": {column:
     {"index": [...], "values": [...], "summary": "mean"|"median"}}}`` (see
@@ -111,35 +116,26 @@ def pack_rows(values: dict[str, RowValues]) -> dict[str, Any]:
     return {"keys": list(keys), "columns": columns}
 
 
-def _readable(fd_or_path) -> None:
-    """``mkstemp`` creates 0600 files; published files get the usual mode (0666 less
-    the umask), as an ordinary ``open`` would give them."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(fd_or_path, 0o666 & ~umask)
-
-
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON so that readers see the old file or the new one, never a torn one."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        tmp = temporary_path(path)
+        handle = open(tmp, "w")  # noqa: SIM115 - closed below, before the rename
     except OSError as err:
         raise BenchError(
             f"cannot write results under {path.parent}: {err}",
             "choose a writable folder with --out",
         ) from err
     try:
-        _readable(fd)
-        with os.fdopen(fd, "w") as handle:
+        with handle:
             json.dump(payload, handle, indent=2, default=_json_default, allow_nan=False)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _json_default(obj: Any) -> Any:
@@ -322,43 +318,151 @@ def value_columns(board: pd.DataFrame) -> list[str]:
     return [c for c in board.columns if any(f" {a}" in c for a in ARROWS.values())]
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: Path, *, exact: bool = False) -> None:
-    """Write a CSV whole or not at all; ``exact`` keeps every float's shortest exact
-    repr (the long CSV, whose values an audit recomputes to the last bit), otherwise 6
-    significant digits."""
+def stage_csv(frame: pd.DataFrame, path: Path, *, exact: bool = False) -> Path:
+    """Write a CSV to a temporary beside ``path`` and return it (renamed by the caller);
+    ``exact`` keeps every float's shortest exact repr (the long CSV, whose values an
+    audit recomputes to the last bit), otherwise 6 significant digits."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = temporary_path(path)
     try:
-        _readable(tmp)
         frame.to_csv(tmp, index=False, float_format=None if exact else "%.6g")
-        os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path, *, exact: bool = False) -> None:
+    """Write a CSV whole or not at all (see :func:`stage_csv`)."""
+    tmp = stage_csv(frame, path, exact=exact)
+    try:
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+JOURNAL = ".publish-journal.json"
+"""Staged files of a publish not yet all in place; see :func:`commit_together`."""
+
+
+def commit_together(root: Path, staged: list[tuple[Path, Path]]) -> None:
+    """Rename staged files into place as one step: the list is journalled first, so a
+    kill between two renames is completed by the next :func:`recover_publish` and a
+    reader never meets a ``leaderboard.csv`` from one publish beside a ``results.csv``
+    from another for longer than the interrupted process lived."""
+    journal = root / JOURNAL
+    write_json_atomic(journal, [[str(tmp), str(final)] for tmp, final in staged])
+    interrupted: BaseException | None = None
+    for i, (tmp, final) in enumerate(staged):
+        try:
+            os.replace(tmp, final)
+            if i == 0:
+                failpoint("publish")
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: finish the set, then stop
+            interrupted = err
+    journal.unlink()
+    if interrupted is not None:
+        raise interrupted
+
+
+def recover_publish(root: Path) -> bool:
+    """Finish a publish that was killed between its renames (see
+    :func:`commit_together`); returns whether there was one."""
+    journal = Path(root) / JOURNAL
+    if not journal.is_file():
+        return False
+    try:
+        staged = json.loads(journal.read_text())
+    except (OSError, ValueError):
+        staged = []
+    for tmp, final in staged:
+        if Path(tmp).is_file():
+            os.replace(tmp, final)
+    journal.unlink(missing_ok=True)
+    return True
+
+
+SHARED_SETTINGS = ("limit", "dataset_fingerprint", "classifier_config", "metrics")
+"""Settings that must be equal across the cells of one leaderboard."""
+
+
+def check_one_configuration(cells: list[CellResult], where: Path) -> None:
+    """Refuse to aggregate cells made under different settings: another ``--limit``, a
+    changed dataset, classifier or metric version, or (within one fold and seed)
+    another trained classifier. A leaderboard mixing them averages numbers that do not
+    measure the same thing."""
+    conflicts: list[str] = []
+    for name in SHARED_SETTINGS:
+        seen: dict[str, list[CellResult]] = {}
+        for cell in cells:
+            if name in cell.settings:
+                seen.setdefault(json.dumps(cell.settings[name], sort_keys=True), []).append(cell)
+        if len(seen) > 1:
+            parts = [
+                f"{name} {value} ({len(group)} cells, e.g. {_cell_name(group[0])})"
+                for value, group in seen.items()
+            ]
+            conflicts.append(" vs ".join(parts))
+    by_fold_seed: dict[tuple[str, int], dict[str, CellResult]] = {}
+    for cell in cells:
+        by_fold_seed.setdefault((cell.fold, int(cell.seed)), {}).setdefault(
+            cell.classifier_sha256, cell
+        )
+    for (fold, seed), classifiers in sorted(by_fold_seed.items()):
+        if len(classifiers) > 1:
+            examples = ", ".join(f"{sha[:10]} ({_cell_name(c)})" for sha, c in classifiers.items())
+            conflicts.append(f"fold {fold} seed {seed} explains several classifiers: {examples}")
+    if conflicts:
+        raise BenchError(
+            f"the cells under {where} were made under different settings, so one "
+            "leaderboard cannot average them:\n  " + "\n  ".join(conflicts),
+            "rerun the stale explainers with the current settings (l2i-bench run ... "
+            "--explainers NAMES --force), or write this run to another --out",
+        )
+
+
+def _cell_name(cell: CellResult) -> str:
+    return f"fold {cell.fold} seed {cell.seed} {cell.explainer}"
 
 
 def publish(out: Path, dataset: str) -> tuple[Path, Path]:
     """Rebuild every published file of a dataset from its cells: ``results.csv`` (long,
     with per-cell intervals), ``instances.parquet`` (the rows behind them),
     ``metric_validity.csv``, ``significance.csv`` (paired tests, tied ranks),
-    ``agreement.csv`` (rank agreement between columns) and ``leaderboard.csv``."""
+    ``agreement.csv`` (rank agreement between columns) and ``leaderboard.csv``; all
+    staged, then renamed together (:func:`commit_together`). Refuses cells of mixed
+    settings (:func:`check_one_configuration`)."""
     from l2i_bench.agreement import agreement
     from l2i_bench.instances import instance_table, write_instances
     from l2i_bench.significance import significance
     from l2i_bench.validity import failing_columns, metric_validity
 
-    cells = read_cells(out, dataset)
     root = Path(out) / dataset
+    recover_publish(root)
+    cells = read_cells(out, dataset)
+    check_one_configuration(cells, root / "cells")
     long_path, board_path = root / "results.csv", root / "leaderboard.csv"
     validity = metric_validity(cells)
     tests, ranks = significance(cells, validity)
-    write_csv_atomic(long_table(cells), long_path, exact=True)
-    write_instances(*instance_table(cells, _class_names(root)), root / "instances.parquet")
-    write_csv_atomic(validity, root / "metric_validity.csv")
-    write_csv_atomic(tests, root / "significance.csv")
-    write_csv_atomic(agreement(cells, validity), root / "agreement.csv")
-    write_csv_atomic(leaderboard(cells, failing_columns(validity), ranks), board_path)
+    instances_path = root / "instances.parquet"
+    instances_tmp = temporary_path(instances_path)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        write_instances(*instance_table(cells, _class_names(root)), instances_tmp)
+        staged.append((instances_tmp, instances_path))
+        for frame, path, exact in (
+            (long_table(cells), long_path, True),
+            (validity, root / "metric_validity.csv", False),
+            (tests, root / "significance.csv", False),
+            (agreement(cells, validity), root / "agreement.csv", False),
+            (leaderboard(cells, failing_columns(validity), ranks), board_path, False),
+        ):
+            staged.append((stage_csv(frame, path, exact=exact), path))
+        commit_together(root, staged)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        instances_tmp.unlink(missing_ok=True)
     (root / "comparisons.csv").unlink(missing_ok=True)  # superseded by significance.csv
     return long_path, board_path
 

@@ -11,9 +11,11 @@ configuration changed, so an interrupted run resumes where it stopped.
 
 import datetime as dt
 import json
+import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,15 @@ import torch
 from tqdm.auto import tqdm
 
 from l2i_bench.audio import write_audio
+from l2i_bench.cache import ensure_writable, folder_lock, remove_stale_temporaries
 from l2i_bench.data import ClipSet
 from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
+from l2i_bench.failpoints import failpoint
 from l2i_bench.provenance import environment
 from l2i_bench.registry import Registry
 from l2i_bench.results import (
+    SHARED_SETTINGS,
     CellResult,
     Score,
     cell_path,
@@ -36,9 +41,12 @@ from l2i_bench.results import (
     pack_rows,
     publish,
     read_cell,
+    read_cells,
+    recover_publish,
     write_csv_atomic,
     write_json_atomic,
 )
+from l2i_bench.signals import deadline, terminate_as_interrupt
 from l2i_bench.timing import PeakMemory, device_name, resolve_device, stopwatch
 from l2i_bench.types import (
     ConditionSet,
@@ -51,7 +59,13 @@ from l2i_bench.types import (
     RowValues,
     Timing,
 )
-from l2i_bench.workspace import FoldWorkspace, RunConfig, config_hash, seed_everything
+from l2i_bench.workspace import (
+    FoldWorkspace,
+    RunConfig,
+    config_hash,
+    run_settings,
+    seed_everything,
+)
 
 __all__ = ["FoldWorkspace", "RunConfig", "RunSummary", "run_benchmark"]
 
@@ -66,6 +80,8 @@ class RunSummary:
     manifest: Path
     classifier_quality: dict[str, dict[str, float]]
     """Test quality of each (fold, seed)'s classifier, keyed ``"FOLD/seed-SEED"``."""
+    failed: list[tuple[str, int, str, str]] = field(default_factory=list)
+    """Cells that failed (fold, seed, explainer, error); the others were published."""
 
 
 def explain_set(
@@ -96,14 +112,23 @@ def explain_set(
         batch = clips.batch(batch_rows.numpy())
         with stopwatch(device) as elapsed:
             explanation = explainer.explain(batch, batch_classes)
+            _check_explanation(explainer.name, explanation, batch.spec.shape, relevances)
             wave = explanation.waveform
             if wave is None:
                 wave = clips.front_end.apply_mask(
                     batch.spec, explanation.mask, clips.num_samples, explanation.mask_domain
                 )
+        if tuple(wave.shape) != (len(batch_rows), clips.num_samples) or not bool(
+            torch.isfinite(wave).all()
+        ):
+            raise BenchError(
+                f"explainer {explainer.name!r} returned an interpretation waveform of shape "
+                f"{tuple(wave.shape)} or with NaN/inf samples, expected "
+                f"{(len(batch_rows), clips.num_samples)} finite samples",
+                "fix the explainer plugin's Explanation.waveform (or leave it None)",
+            )
         domains.add(MaskDomain(explanation.mask_domain))
         ms_per_row.extend([1000.0 * elapsed[0] / len(batch_rows)] * len(batch_rows))
-        _check_mask(explainer.name, explanation.mask, batch.spec.shape)
         masks.append(explanation.mask.detach().float().cpu())
         waves.append(wave.detach().float().cpu())
         if explanation.relevance is not None:
@@ -129,10 +154,17 @@ def explain_set(
     return result, ms_per_row
 
 
-def _check_mask(name: str, mask: torch.Tensor, spec_shape: torch.Size) -> None:
-    if mask.shape != spec_shape:
+def _check_explanation(
+    name: str, explanation: Any, spec_shape: torch.Size, earlier: list[torch.Tensor]
+) -> None:
+    """An explainer's output checked before anything uses it: a wrong shape or value
+    fails the cell with a message naming the plugin, not a traceback from deep inside
+    the resynthesis or a metric."""
+    mask = explanation.mask
+    if not isinstance(mask, torch.Tensor) or mask.shape != spec_shape:
+        shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise BenchError(
-            f"explainer {name!r} returned a mask of shape {tuple(mask.shape)}, "
+            f"explainer {name!r} returned a mask of shape {shape}, "
             f"expected {tuple(spec_shape)} (batch, frequency, frame)",
             "fix the explainer plugin: masks live on the input's linear STFT grid",
         )
@@ -140,6 +172,28 @@ def _check_mask(name: str, mask: torch.Tensor, spec_shape: torch.Size) -> None:
         raise BenchError(
             f"explainer {name!r} returned a mask outside [0, 1] or with NaN/inf values",
             "fix the explainer plugin: masks are linear-magnitude gains in [0, 1]",
+        )
+    relevance = explanation.relevance
+    if relevance is None:
+        return
+    units = earlier[0].shape[1] if earlier else None
+    if (
+        not isinstance(relevance, torch.Tensor)
+        or relevance.ndim != 2
+        or relevance.shape[0] != spec_shape[0]
+        or (units is not None and relevance.shape[1] != units)
+    ):
+        shape = tuple(relevance.shape) if isinstance(relevance, torch.Tensor) else relevance
+        expected = f"({spec_shape[0]}, {units if units is not None else 'units'})"
+        raise BenchError(
+            f"explainer {name!r} returned a relevance of shape {shape}, expected {expected} "
+            "(batch, the explainer's units, the same units for every batch)",
+            "fix the explainer plugin's Explanation.relevance",
+        )
+    if not torch.isfinite(relevance).all():
+        raise BenchError(
+            f"explainer {name!r} returned a relevance with NaN or infinite values",
+            "fix the explainer plugin's Explanation.relevance",
         )
 
 
@@ -223,6 +277,7 @@ def run_cell(
     metrics: Sequence[type[Metric]],
     run_id: str,
     config_key: str,
+    settings: dict[str, Any] | None = None,
 ) -> CellResult:
     config = ws.config
     device = ws.device
@@ -278,6 +333,7 @@ def run_cell(
         fit={**_jsonable(fit_info), "fit_seconds": fit_seconds, "metric_seconds": metric_seconds},
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         reference=explainer_cls.reference,
+        settings=dict(settings or {}),
         rows=pack_rows(row_values),
     )
 
@@ -374,47 +430,94 @@ def cell_config_key(
 
 
 def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
-    """Run the grid and publish; safe to interrupt and rerun."""
+    """Run the grid and publish; safe to interrupt (Ctrl-C, SIGTERM, kill -9) and rerun.
+
+    Everything that can be checked without work is checked first (plugins, folds,
+    writable folders, settings of the cells already on disk); the output folder is then
+    locked for the run (a second run on it waits), and a failing, invalid or hanging
+    explainer fails only its own cell."""
     started = time.perf_counter()
     seeds = config.grid_seeds
+    out = Path(config.out)
+    root = out / config.dataset
+    ensure_writable(root, "--out")
+    ensure_writable(Path(config.cache_dir), "--cache-dir")
+    dataset_cls = registry.dataset(config.dataset)
+    explainer_classes = [registry.explainer(name) for name in config.explainers]
+    metrics = registry.metrics()
+    with folder_lock(root, message=f"waiting for the run that holds {root} to finish"):
+        recover_publish(root)  # before the sweep: its staged files are a dead pid's
+        remove_stale_temporaries([root, Path(config.cache_dir)])
+        mark_abandoned_runs(root / "runs")
+        determinism = apply_determinism(config.threads)
+        device = resolve_device(config.device)
+        dataset = dataset_cls(config.data_dir, seed=config.seed)
+        dataset.prepare()
+        for cls in explainer_classes:
+            if dataset.task not in cls.tasks:
+                raise BenchError(
+                    f"explainer {cls.name!r} does not support {dataset.task} datasets like "
+                    f"{dataset.name!r}",
+                    "leave it out of --explainers for this dataset",
+                )
+        available = dataset.folds()
+        folds = config.folds or dataset.default_folds()
+        missing = [f for f in folds if f not in available]
+        if missing:
+            raise BenchError(
+                f"fold(s) {', '.join(missing)} not in dataset {dataset.name!r} at "
+                f"{dataset.data_dir} (available: {', '.join(available)})",
+                "pick folds from the available list with --folds",
+            )
+        settings = run_settings(config, dataset, metrics)
+        _refuse_stale_cells(out, dataset.name, settings, folds, seeds, config.explainers)
+        with terminate_as_interrupt():
+            return _run_grid(
+                config,
+                registry,
+                dataset,
+                explainer_classes,
+                metrics,
+                folds,
+                settings,
+                device,
+                determinism,
+                started,
+            )
+
+
+def _run_grid(
+    config: RunConfig,
+    registry: Registry,
+    dataset: Dataset,
+    explainer_classes: list[type[Explainer]],
+    metrics: Sequence[type[Metric]],
+    folds: list[str],
+    settings: dict[str, Any],
+    device: torch.device,
+    determinism: dict[str, Any],
+    started: float,
+) -> RunSummary:
+    seeds = config.grid_seeds
+    out = Path(config.out)
     run_id = (
         dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         + "-s"
         + "-".join(str(s) for s in seeds)
     )
-    determinism = apply_determinism(config.threads)
-    device = resolve_device(config.device)
-    dataset_cls = registry.dataset(config.dataset)
-    explainer_classes = [registry.explainer(name) for name in config.explainers]
-    metrics = registry.metrics()
-    dataset = dataset_cls(config.data_dir, seed=config.seed)
-    dataset.prepare()
-    for cls in explainer_classes:
-        if dataset.task not in cls.tasks:
-            raise BenchError(
-                f"explainer {cls.name!r} does not support {dataset.task} datasets like {dataset.name!r}",
-                "leave it out of --explainers for this dataset",
-            )
-    available = dataset.folds()
-    folds = config.folds or dataset.default_folds()
-    missing = [f for f in folds if f not in available]
-    if missing:
-        raise BenchError(
-            f"fold(s) {', '.join(missing)} not in dataset {dataset.name!r} at {dataset.data_dir} "
-            f"(available: {', '.join(available)})",
-            "pick folds from the available list with --folds",
-        )
-    out = Path(config.out)
-    manifest_path = out / dataset.name / "runs" / f"{run_id}.json"
+    manifest_path = _new_manifest_path(out / dataset.name / "runs", run_id)
+    run_id = manifest_path.stem
     manifest: dict[str, Any] = {
         "run_id": run_id,
         "status": "running",
+        "pid": os.getpid(),
         "config": {
             **asdict(config),
             "out": str(config.out),
             "cache_dir": str(config.cache_dir),
             "data_dir": str(dataset.data_dir),
         },
+        "settings": settings,
         "environment": environment(device),
         "determinism": determinism,
         "seeds": seeds,
@@ -428,10 +531,12 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
         },
         "plugins": [r.to_dict() for r in registry.all_registered()],
         "classifier": {},
-        "cells": {"computed": [], "skipped": []},
+        "cells": {"computed": [], "skipped": [], "failed": []},
     }
+    write_json_atomic(manifest_path, manifest)  # a killed run still leaves its record
     computed: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
+    failed: list[tuple[str, int, str, str]] = []
     quality: dict[str, dict[str, float]] = {}
     results_path = out / dataset.name / "results.csv"
     board_path = out / dataset.name / "leaderboard.csv"
@@ -462,18 +567,31 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
                         manifest["cells"]["skipped"].append([fold, seed, cls.name])
                         tqdm.write(f"{where}: done already, skipped")
                         continue
-                    with stopwatch(device) as cell_seconds:
-                        cell = run_cell(ws, cls, metrics, run_id, key)
+                    try:
+                        with (
+                            stopwatch(device) as cell_seconds,
+                            deadline(config.cell_timeout, where),
+                        ):
+                            cell = run_cell(ws, cls, metrics, run_id, key, settings)
+                    except Exception as err:  # the cell's own failure; the grid goes on
+                        error = _one_line(err)
+                        failed.append((fold, seed, cls.name, error))
+                        manifest["cells"]["failed"].append([fold, seed, cls.name, error])
+                        tqdm.write(f"{where}: FAILED: {error}", file=sys.stderr)
+                        write_json_atomic(manifest_path, manifest)
+                        continue
+                    failpoint("cell")
                     write_json_atomic(path, cell.to_json())
                     legacy_cell_path(out, dataset.name, fold, cls.name).unlink(missing_ok=True)
                     computed.append((fold, cls.name))
                     manifest["cells"]["computed"].append(
                         [fold, seed, cls.name, round(cell_seconds[0], 1)]
                     )
+                    write_json_atomic(manifest_path, manifest)
                     tqdm.write(f"{where}: written {path} ({cell_seconds[0]:.0f} s)")
-        manifest["status"] = "finished"
-    except KeyboardInterrupt:
-        manifest["status"] = "interrupted"
+        manifest["status"] = "finished" if not failed else f"finished, {len(failed)} cell(s) failed"
+    except KeyboardInterrupt as err:
+        manifest["status"] = "interrupted" + (f" ({err})" if str(err) else "")
         raise
     except BaseException as err:
         manifest["status"] = f"failed: {type(err).__name__}: {err}"
@@ -483,12 +601,108 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
         write_json_atomic(manifest_path, manifest)
         if computed or skipped:
             publish_started = time.perf_counter()
-            results_path, board_path = publish(out, dataset.name)
+            try:
+                results_path, board_path = publish(out, dataset.name)
+            except KeyboardInterrupt as err:
+                manifest["status"] = (
+                    "interrupted while publishing"
+                    + (f" ({err})" if str(err) else "")
+                    + ": the published files are all from this run (renamed together)"
+                )
+                write_json_atomic(manifest_path, manifest)
+                raise
             _write_classifier_table(out, dataset.name, quality)
             # The statistics' cost beside the run's (the README's budget: under 5 %).
             manifest["publish_seconds"] = round(time.perf_counter() - publish_started, 2)
             write_json_atomic(manifest_path, manifest)
-    return RunSummary(run_id, computed, skipped, board_path, results_path, manifest_path, quality)
+    return RunSummary(
+        run_id,
+        computed,
+        skipped,
+        board_path,
+        results_path,
+        manifest_path,
+        quality,
+        failed,
+    )
+
+
+def _one_line(err: BaseException) -> str:
+    """An error as one line for the manifest and the summary (BenchError with its fix)."""
+    if isinstance(err, BenchError):
+        text = err.problem + (f" (fix: {err.fix})" if err.fix else "")
+    else:
+        text = f"{type(err).__name__}: {err}"
+    return " ".join(text.split())
+
+
+def _new_manifest_path(runs: Path, run_id: str) -> Path:
+    """A manifest path no other run has: created exclusively, suffixed on a clash."""
+    runs.mkdir(parents=True, exist_ok=True)
+    for attempt in range(100):
+        path = runs / (f"{run_id}.json" if attempt == 0 else f"{run_id}-{attempt}.json")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise BenchError(f"cannot create a run manifest under {runs}", "clean up that folder")
+
+
+def mark_abandoned_runs(runs: Path) -> list[Path]:
+    """Manifests still saying ``running`` when the output folder's lock is free belong
+    to processes that died without finishing (kill -9, power loss): mark them ``killed``
+    so that no record claims a run is in progress."""
+    marked = []
+    for path in sorted(Path(runs).glob("*.json")):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(manifest, dict) or manifest.get("status") != "running":
+            continue
+        manifest["status"] = (
+            "killed: the process ended without finishing (found by a later run; "
+            "its finished cells are kept)"
+        )
+        write_json_atomic(path, manifest)
+        marked.append(path)
+    return marked
+
+
+def _refuse_stale_cells(
+    out: Path,
+    dataset: str,
+    settings: dict[str, Any],
+    folds: Sequence[str],
+    seeds: Sequence[int],
+    explainers: Sequence[str],
+) -> None:
+    """Before any work: stored cells this run will not rewrite must share its settings,
+    or the leaderboard would average across configurations (see
+    :func:`l2i_bench.results.check_one_configuration`)."""
+    stale = []
+    for cell in read_cells(out, dataset):
+        rewritten = cell.fold in folds and int(cell.seed) in seeds and cell.explainer in explainers
+        if rewritten or not cell.settings:
+            continue
+        differ = [k for k in SHARED_SETTINGS if cell.settings.get(k) != settings.get(k)]
+        if differ:
+            stale.append((cell, differ))
+    if stale:
+        names = sorted({c.explainer for c, _ in stale})
+        lines = [
+            f"fold {c.fold} seed {c.seed} {c.explainer}: "
+            + ", ".join(f"{k} {c.settings.get(k)} (this run: {settings.get(k)})" for k in d)
+            for c, d in stale[:5]
+        ]
+        more = f"\n  ... and {len(stale) - 5} more" if len(stale) > 5 else ""
+        raise BenchError(
+            f"{Path(out) / dataset} holds cells made under other settings, which this run "
+            "would not rewrite:\n  " + "\n  ".join(lines) + more,
+            f"add them to this run (--explainers {','.join(names)} and their folds/seeds) "
+            "so they are recomputed, or write this run to another --out",
+        )
 
 
 def _fold_seed(fold: str, seed: int) -> str:

@@ -13,16 +13,16 @@ import hashlib
 import json
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from l2i_bench.audio import FrontEnd
+from l2i_bench.cache import all_finite, discard, entry_lock, load_torch, save_torch
 from l2i_bench.classifier import (
     ClassifierConfig,
     TrainedClassifier,
@@ -60,6 +60,8 @@ class RunConfig:
     batch_size: int = 16
     listen: int = 2
     show_progress: bool = True
+    cell_timeout: float | None = None
+    """Seconds one cell may take before it fails (``--cell-timeout``); None: no limit."""
 
     @property
     def grid_seeds(self) -> list[int]:
@@ -82,6 +84,34 @@ def config_hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
         :16
     ]
+
+
+def classifier_settings(dataset: Dataset, config: RunConfig) -> dict[str, Any]:
+    """The classifier's settings for this run: the dataset's defaults overridden by
+    ``--classifier`` (the seed, derived per fold and seed, is added by the workspace).
+    Known before anything is trained, so a run can check them against stored cells."""
+    unknown = sorted(set(config.classifier) - set(ClassifierConfig.__dataclass_fields__))
+    if unknown:
+        raise BenchError(
+            f"unknown classifier setting(s): {', '.join(unknown)}",
+            f"use --classifier KEY=VALUE with KEY one of {', '.join(ClassifierConfig.__dataclass_fields__)}",
+        )
+    defaults = asdict(dataset.classifier_defaults)
+    defaults.update(config.classifier)
+    return {k: v for k, v in defaults.items() if k in ClassifierConfig.__dataclass_fields__}
+
+
+def run_settings(config: RunConfig, dataset: Dataset, metrics: Sequence[type]) -> dict[str, Any]:
+    """What every cell of one leaderboard must share (:data:`l2i_bench.results.SHARED_SETTINGS`),
+    as plain JSON values."""
+    classifier = {k: v for k, v in classifier_settings(dataset, config).items() if k != "seed"}
+    payload = {
+        "limit": config.limit,
+        "dataset_fingerprint": dataset.fingerprint(),
+        "classifier_config": classifier,
+        "metrics": sorted(f"{m.name}:{m.version}" for m in metrics),
+    }
+    return json.loads(json.dumps(payload, sort_keys=True, default=str))
 
 
 class FoldWorkspace:
@@ -134,15 +164,7 @@ class FoldWorkspace:
             for name, clips in self.conditions.items()
         }
         self.classifier_key = f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}"
-        defaults = asdict(dataset.classifier_defaults)
-        defaults.update(config.classifier)
-        unknown = sorted(set(config.classifier) - set(ClassifierConfig.__dataclass_fields__))
-        if unknown:
-            raise BenchError(
-                f"unknown classifier setting(s): {', '.join(unknown)}",
-                f"use --classifier KEY=VALUE with KEY one of {', '.join(ClassifierConfig.__dataclass_fields__)}",
-            )
-        settings = {k: v for k, v in defaults.items() if k in ClassifierConfig.__dataclass_fields__}
+        settings = classifier_settings(dataset, config)
         settings["seed"] = derived_seed(config.seed, dataset.name, fold, "classifier")
         if settings.get("pretrained") is not None:
             settings["pretrained"] = Path(settings["pretrained"])
@@ -266,18 +288,40 @@ class FoldWorkspace:
             }
         )
         path = Path(self.config.cache_dir) / "explainers" / f"{cls.name}-{key}.pt"
-        if path.is_file():
-            try:
-                saved = torch.load(path, map_location=self.device, weights_only=False)
-                explainer.load_state_dict(saved["state"])
-                return explainer, {**saved["fit"], "reused_cache": str(path)}, saved["seconds"]
-            except Exception as err:  # a torn or stale cache is recomputed, never trusted
-                tqdm.write(f"warning: ignoring unreadable explainer cache {path}: {err}")
-        seed_everything(context.seed)
-        with stopwatch(self.device) as elapsed:
-            fit_info = explainer.fit(self.train, self.valid) or {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"state": explainer.state_dict(), "fit": fit_info, "seconds": elapsed[0]}, tmp)
-        tmp.replace(path)
+        with entry_lock(path, message=f"waiting for another run fitting {cls.name} ({path})"):
+            saved = load_torch(path, key, map_location=self.device)
+            if saved is not None:
+                try:
+                    explainer.load_state_dict(saved["state"])
+                    fit, seconds = dict(saved["fit"]), float(saved["seconds"])
+                except Exception as err:  # another layout: an older version's fit
+                    discard(
+                        path, f"its state does not fit {cls.name} ({type(err).__name__}: {err})"
+                    )
+                else:
+                    return explainer, {**fit, "reused_cache": str(path)}, seconds
+            seed_everything(context.seed)
+            with stopwatch(self.device) as elapsed:
+                fit_info = explainer.fit(self.train, self.valid) or {}
+            state = explainer.state_dict()
+            if not all_finite(state):
+                raise BenchError(
+                    f"explainer {cls.name!r} finished fitting with NaN or infinite values in its state",
+                    "lower its learning rate or check its inputs; nothing was cached",
+                )
+            save_torch(path, {"state": state, "fit": _plain(fit_info), "seconds": elapsed[0]}, key)
         return explainer, fit_info, elapsed[0]
+
+
+def _plain(value: Any) -> Any:
+    """Fit facts as tensors and plain containers only, so the entry loads with
+    ``weights_only=True`` (numpy values become lists or floats, anything else its repr)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    return repr(value)

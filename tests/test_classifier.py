@@ -194,7 +194,7 @@ def test_training_separates_tones_and_cache_is_reused(tmp_path: Path) -> None:
     assert torch.equal(evaluate_logits(second.model, valid, 8, "cpu"), logits)
 
 
-def test_changed_config_or_corrupt_cache_retrains_deterministically(tmp_path: Path) -> None:
+def test_changed_config_or_corrupt_cache_retrains_deterministically(tmp_path: Path, capfd) -> None:
     train, valid = multiclass_sets(per_class_train=2, per_class_valid=1)
     config = ClassifierConfig(width=WIDTH, epochs=1, batch_size=4, seed=0)
     kwargs = dict(
@@ -213,9 +213,12 @@ def test_changed_config_or_corrupt_cache_retrains_deterministically(tmp_path: Pa
 
     first_logits = evaluate_logits(first.model, valid, 4, "cpu")
     first.checkpoint.write_bytes(b"not a checkpoint")
-    with pytest.warns(UserWarning, match="retraining"):
-        again = train_or_load_classifier(train, valid, config=config, **kwargs)
+    capfd.readouterr()
+    again = train_or_load_classifier(train, valid, config=config, **kwargs)
+    warning = capfd.readouterr().err
+    assert f"discarding cache entry {first.checkpoint}" in warning and "recomputed" in warning
     assert not again.reused
+    assert again.checkpoint_sha256 == first.checkpoint_sha256  # the weights' identity
     # Retraining with the same seed repeats the run exactly.
     assert torch.equal(evaluate_logits(again.model, valid, 4, "cpu"), first_logits)
     assert again.history[0]["train_loss"] == first.history[0]["train_loss"]

@@ -102,3 +102,49 @@ def test_not_an_archive(tmp_path: Path) -> None:
     page.write_text("<html>rate limited</html>")
     with pytest.raises(BenchError, match="neither a zip nor a tar"):
         safe_extract(page, tmp_path / "t")
+
+
+def test_two_stage_link_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    # "a" -> "." is harmless alone; "a/b" -> "../.." then reaches outside once "a"
+    # exists on disk. Judged as the filesystem will resolve it, before any write.
+    archive = make_tar(
+        tmp_path / "two.tar",
+        {"top/readme.txt": b"hi"},
+        {"top/a": ".", "top/a/b": "../..", "top/a/b/escape": "x"},
+    )
+    target = tmp_path / "out"
+    with pytest.raises(BenchError, match="outside"):
+        safe_extract(archive, target)
+    assert not any(target.iterdir())
+
+
+def test_link_chain_out_of_the_target_is_refused(tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "chain.tar", {}, {"x": "y/..", "y": "..", "z": "x/../etc"})
+    with pytest.raises(BenchError, match="outside"):
+        safe_extract(archive, tmp_path / "out")
+
+
+def test_link_loop_is_refused(tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "loop.tar", {}, {"p": "q", "q": "p", "r": "p/x"})
+    with pytest.raises(BenchError, match="loop"):
+        safe_extract(archive, tmp_path / "out")
+
+
+def test_decompression_bomb_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(8 * 2**20))  # 8 MB of zeros pack to ~8 KB
+    target = tmp_path / "out"
+    with pytest.raises(BenchError, match="MAX_RATIO") as err:
+        safe_extract(path, target)
+    assert "bytes per archive byte" in err.value.problem
+    assert not any(target.iterdir())
+
+
+def test_member_count_limit_is_named(tmp_path: Path, monkeypatch) -> None:
+    import l2i_bench.download as dl
+
+    monkeypatch.setattr(dl, "MAX_MEMBERS", 3)
+    archive = make_zip(tmp_path / "many.zip", {f"f{i}": b"x" for i in range(4)})
+    with pytest.raises(BenchError, match="4 members, over the limit of 3"):
+        safe_extract(archive, tmp_path / "out")

@@ -127,15 +127,18 @@ class Broken(Explainer):
         return Explanation(mask=torch.full_like(batch.magnitude, 2.0))  # outside [0, 1]
 
 
-def test_a_bad_explainer_fails_the_run_and_the_manifest_says_so(synth_dir, cache_dir, tmp_path):
+def test_a_bad_explainer_fails_its_cell_and_the_manifest_says_so(synth_dir, cache_dir, tmp_path):
     module = types.ModuleType("broken_plugin")
     module.register_explainers = hookimpl(lambda register: register(Broken))
     registry = load_registry([(PluginInfo("broken", "tests", "tests", "0"), module)])
     out = tmp_path / "results"
-    with pytest.raises(BenchError, match=r"'broken' returned a mask outside \[0, 1\]"):
-        run_benchmark(_config(synth_dir, cache_dir, out, explainers=["broken"]), registry)
-    manifest = json.loads(next((out / "synth" / "runs").glob("*.json")).read_text())
-    assert manifest["status"].startswith("failed: BenchError")
+    summary = run_benchmark(_config(synth_dir, cache_dir, out, explainers=["broken"]), registry)
+    [(fold, seed, name, error)] = summary.failed
+    assert (fold, seed, name) == ("1", 0, "broken")
+    assert "'broken' returned a mask outside [0, 1]" in error and "fix:" in error
+    manifest = json.loads(summary.manifest.read_text())
+    assert manifest["status"] == "finished, 1 cell(s) failed"
+    assert manifest["cells"]["failed"] == [["1", 0, "broken", error]]
     assert not (out / "synth" / "cells" / "fold-1" / "seed-0" / "broken.json").exists()
 
 

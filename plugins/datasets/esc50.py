@@ -37,6 +37,7 @@ from l2i_bench import hookimpl
 from l2i_bench.download import download as fetch
 from l2i_bench.download import safe_extract
 from l2i_bench.errors import BenchError
+from l2i_bench.listing import SeenRows, listed_file, read_listing
 from l2i_bench.types import (
     ClassifierDefaults,
     Clip,
@@ -49,6 +50,7 @@ from l2i_bench.types import (
 ESC50_URL = "https://github.com/karolpiczak/ESC-50/archive/master.zip"
 REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
 CSV_PATH = Path("meta") / "esc50.csv"
+NUM_CLASSES = 50
 VALID_FRACTION = 0.10  # of each class's training clips, cross-fold protocol
 WITHIN_FOLD_FRACTIONS = (0.60, 0.15, 0.25)  # train / valid / test, single-fold protocol
 FIX = "run `l2i-bench download esc50`, or pass --data-dir pointing at an ESC-50 folder"
@@ -145,7 +147,7 @@ class ESC50(Dataset):
             raise BenchError(f"ESC-50 data folder not found: {self.data_dir}", FIX)
         if not self.csv_path.is_file():
             raise BenchError(f"ESC-50 metadata file not found: {self.csv_path}", FIX)
-        with open(self.csv_path, newline="") as fh:
+        with read_listing(self.csv_path, FIX) as fh:
             reader = csv.DictReader(fh)
             columns = [c.strip() for c in (reader.fieldnames or [])]
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]
@@ -161,8 +163,8 @@ class ESC50(Dataset):
             raise BenchError(f"{self.csv_path} lists no clips", FIX)
         return rows
 
-    def _audio_path(self, filename: str) -> Path:
-        listed = self.data_dir / "audio" / filename
+    def _audio_path(self, filename: str, line: int) -> Path:
+        listed = listed_file(self.data_dir / "audio", filename, self.csv_path, line, FIX)
         if listed.is_file():
             return listed
         flac = listed.with_suffix(".flac")
@@ -178,6 +180,7 @@ class ESC50(Dataset):
             return self._clips
         names: dict[int, str] = {}
         clips = []
+        seen = SeenRows(self.csv_path, FIX)
         for line, row in enumerate(self._read_rows(), start=2):
             try:
                 fold, target = int(row["fold"]), int(row["target"])
@@ -187,15 +190,20 @@ class ESC50(Dataset):
                     f"(got fold={row['fold']!r}, target={row['target']!r})",
                     f"repair the file; {FIX}",
                 ) from err
-            if target < 0:
-                raise BenchError(f"{self.csv_path} line {line}: negative target {target}", FIX)
+            if not 0 <= target < NUM_CLASSES:
+                raise BenchError(
+                    f"{self.csv_path} line {line}: target {target} is outside ESC-50's "
+                    f"classes 0-{NUM_CLASSES - 1}",
+                    f"repair the file; {FIX}",
+                )
             if names.setdefault(target, row["category"]) != row["category"]:
                 raise BenchError(
                     f"{self.csv_path} line {line}: target {target} is named both "
                     f"{names[target]!r} and {row['category']!r}",
                     f"repair the file; {FIX}",
                 )
-            path = self._audio_path(row["filename"])
+            seen.add(row["filename"], line, f"clip {row['filename']!r}")
+            path = self._audio_path(row["filename"], line)
             clip_id = Path(row["filename"]).stem
             self._sources[clip_id] = row.get("src_file") or clip_id
             clips.append((fold, Clip(clip_id, path, (target,))))

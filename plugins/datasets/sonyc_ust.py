@@ -49,6 +49,7 @@ from l2i_bench import hookimpl
 from l2i_bench.download import download as fetch
 from l2i_bench.download import safe_extract
 from l2i_bench.errors import BenchError
+from l2i_bench.listing import SeenRows, listed_file, read_listing
 from l2i_bench.types import (
     ClassifierDefaults,
     Clip,
@@ -246,7 +247,8 @@ def read_annotations(path: Path) -> dict[str, ClipVotes]:
         raise BenchError(f"SONYC-UST annotation file not found: {path}", FIX)
     columns = [presence_column(i, n) for i, n in enumerate(COARSE_CLASSES, start=1)]
     clips: dict[str, ClipVotes] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
+    seen = SeenRows(path, FIX)
+    with read_listing(path, FIX) as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
         missing = [c for c in (*REQUIRED_COLUMNS, *columns) if c not in header]
@@ -280,6 +282,10 @@ def read_annotations(path: Path) -> dict[str, ClipVotes]:
                     f"{where}: annotator_id {row[at['annotator_id']]!r} is not an integer",
                     f"repair the file or restore the official {ANNOTATIONS}",
                 ) from err
+            listed_file(Path(AUDIO_DIR), name, path, line, FIX)
+            # Team members (annotator_id < 0) write one row per coarse group, so only a
+            # row repeated whole is a duplicate.
+            seen.add(tuple(c.strip() for c in row), line, f"the whole row for {name!r}")
             votes = clips.setdefault(name, ClipVotes(split))
             if votes.split != split:
                 raise BenchError(

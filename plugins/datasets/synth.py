@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from l2i_bench import hookimpl
 from l2i_bench.audio import SAMPLE_RATE
+from l2i_bench.cache import entry_lock, process_alive
 from l2i_bench.errors import BenchError
 from l2i_bench.types import (
     ClassifierDefaults,
@@ -401,7 +402,10 @@ def generate(data_dir: Path, seed: int, *, show_progress: bool = True) -> None:
     _check_ours(data_dir)  # before spending time on generation
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = data_dir.parent / f".{data_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in data_dir.parent.glob(f".{data_dir.name}.tmp-*"):  # a killed generation's
+        pid = stale.name.rsplit("-", 1)[-1]
+        if stale == tmp or (pid.isdigit() and not process_alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
     (tmp / "audio").mkdir(parents=True)
     (tmp / "stems").mkdir()
     backgrounds = background_bank(seed)
@@ -486,9 +490,15 @@ class Synth(Dataset):
         return recorded == json.loads(json.dumps(version_record(self.data_seed)))
 
     def prepare(self, *, show_progress: bool = True) -> None:
-        """Generate the data unless a set of this generator version and seed is there."""
+        """Generate the data unless a set of this generator version and seed is there.
+        Two first runs at once: the second waits for the first's set instead of
+        generating (and replacing) it under its feet."""
         if not self.is_current():
-            generate(self.data_dir, self.data_seed, show_progress=show_progress)
+            with entry_lock(
+                self.data_dir, message=f"waiting for another run generating {self.data_dir}"
+            ):
+                if not self.is_current():
+                    generate(self.data_dir, self.data_seed, show_progress=show_progress)
             self._rows = None
         missing = [
             r["filename"] for r in self._meta() if not (self.data_dir / r["filename"]).is_file()

@@ -1,0 +1,134 @@
+"""Plugins and a small registry for the fault suite: a tiny synth, a learned explainer
+whose fit is cached, explainers that fail in every way a plugin can, and a few cheap
+metrics, so that each fault case runs the real runner in seconds."""
+
+from __future__ import annotations
+
+import os
+import time
+import types
+from dataclasses import replace
+
+import torch
+
+from l2i_bench import hookimpl
+from l2i_bench.plugins.datasets.synth import Synth
+from l2i_bench.plugins.metrics.complexity import MaskComplexity
+from l2i_bench.plugins.metrics.coverage import MaskCoverage
+from l2i_bench.plugins.metrics.lmac import LMac
+from l2i_bench.plugins.metrics.quality import ClassifierAccuracy
+from l2i_bench.registry import LOAD_PLUGINS_ENV, PluginInfo, load_registry
+from l2i_bench.types import Explainer, Explanation
+
+CLASSIFIER = {"epochs": 1, "width": 0.125}
+
+
+class TinySynth(Synth):
+    """The synth set cut to 20 training, 10 validation and 4 test clips per fold (two
+    of each condition): the runner's full path, each run a few seconds."""
+
+    name = "synth-tiny"
+
+    def split(self, fold):
+        full = super().split(fold)
+        return replace(
+            full,
+            train=list(full.train)[::16],
+            valid=list(full.valid)[::8],
+            test=list(full.test)[::20],
+            conditions={k: list(v)[::30] for k, v in full.conditions.items()},
+        )
+
+
+class Profile(Explainer):
+    """A learned explainer in miniature: ``fit`` stores the mean magnitude per frequency
+    of the first training batch (cached like any learned state); the mask keeps the bins
+    above it."""
+
+    name = "profile"
+    needs_training = True
+
+    def fit(self, train, valid):
+        batch = next(iter(train.batches(8)))
+        self.profile = batch.magnitude.mean(dim=(0, 2)).float()
+        return {"batches": 1, "scale": float(self.profile.mean())}
+
+    def state_dict(self):
+        return {"profile": self.profile}
+
+    def load_state_dict(self, state):
+        self.profile = state["profile"]
+
+    def explain(self, batch, classes):
+        mask = (batch.magnitude >= self.profile.to(batch.magnitude)[None, :, None]).float()
+        return Explanation(mask=mask, relevance=mask.mean(dim=1))
+
+
+class Raising(Explainer):
+    name = "raising"
+
+    def explain(self, batch, classes):
+        raise RuntimeError("boom inside the plugin")
+
+
+class NaNMask(Explainer):
+    name = "nan-mask"
+
+    def explain(self, batch, classes):
+        return Explanation(mask=torch.full_like(batch.magnitude, float("nan")))
+
+
+class WrongShape(Explainer):
+    name = "wrong-shape"
+
+    def explain(self, batch, classes):
+        return Explanation(mask=torch.ones_like(batch.magnitude)[:, :-1])
+
+
+class WrongRelevance(Explainer):
+    name = "wrong-relevance"
+
+    def explain(self, batch, classes):
+        mask = torch.ones_like(batch.magnitude)
+        return Explanation(mask=mask, relevance=torch.ones(len(batch), 3, 2))
+
+
+class Hanging(Explainer):
+    name = "hanging"
+
+    def explain(self, batch, classes):
+        time.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+FAULTY = (Raising, NaNMask, WrongShape, WrongRelevance, Hanging)
+
+
+def registry():
+    """synth-tiny, random, profile, the faulty explainers and four cheap metrics, through
+    the same registration path as installed plugins."""
+    module = types.ModuleType("fault_plugins")
+
+    def register_datasets(register):
+        register(TinySynth)
+
+    def register_explainers(register):
+        for cls in (Profile, *FAULTY):
+            register(cls)
+
+    def register_metrics(register):
+        for cls in (ClassifierAccuracy, MaskCoverage, MaskComplexity, LMac):
+            register(cls)
+
+    module.register_datasets = hookimpl(register_datasets)
+    module.register_explainers = hookimpl(register_explainers)
+    module.register_metrics = hookimpl(register_metrics)
+    saved = os.environ.get(LOAD_PLUGINS_ENV)
+    os.environ[LOAD_PLUGINS_ENV] = "random"  # of the installed plugins, only `random`
+    try:
+        return load_registry([(PluginInfo("fault_plugins", "tests", "tests", "0"), module)])
+    finally:
+        if saved is None:
+            os.environ.pop(LOAD_PLUGINS_ENV)
+        else:
+            os.environ[LOAD_PLUGINS_ENV] = saved
