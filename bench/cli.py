@@ -175,7 +175,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             f"no cells to publish under {root / 'cells'}",
             "run `l2i-bench run` first, or pass the --out folder that holds them",
         )
-    with folder_lock(root, message=f"waiting for the run that holds {root} to finish"):
+    with folder_lock(root, message=f"waiting for the run that holds {root} ({{holder}}) to finish"):
         long_path, board_path = publish(args.out, args.dataset)
     print(f"rebuilt {board_path}, {long_path} and the files beside them")
     return 0

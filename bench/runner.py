@@ -445,7 +445,7 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
     dataset_cls = registry.dataset(config.dataset)
     explainer_classes = [registry.explainer(name) for name in config.explainers]
     metrics = registry.metrics()
-    with folder_lock(root, message=f"waiting for the run that holds {root} to finish"):
+    with folder_lock(root, message=f"waiting for the run that holds {root} ({{holder}}) to finish"):
         recover_publish(root)  # before the sweep: its staged files are a dead pid's
         remove_stale_temporaries([root, Path(config.cache_dir)])
         mark_abandoned_runs(root / "runs")

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -154,15 +155,18 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
 def test_two_concurrent_runs_on_one_folder_give_one_result_and_two_manifests(
     synth_dir, tmp_path, reference
 ):
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    first = _drive(synth_dir, out, cache, wait=False)
-    second = _drive(synth_dir, out, cache, wait=False)
-    errors = [p.communicate(timeout=300)[1] for p in (first, second)]
-    assert [p.returncode for p in (first, second)] == [0, 0], errors
-    assert any("waiting for" in e for e in errors), errors  # one waited for the other
-    assert _board(out) == reference
-    assert _statuses(out) == ["finished", "finished"]
-    assert _leftovers(out, cache) == []
+    """Two runs on one folder, and a third on another folder sharing the cache: the
+    folder lock serialises the first two, the cache-entry locks the third's decoding,
+    training and fitting against theirs."""
+    out, other, cache = tmp_path / "out", tmp_path / "other", tmp_path / "cache"
+    procs = [_drive(synth_dir, folder, cache, wait=False) for folder in (out, out, other)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert any(f"the run that holds {out / 'synth-tiny'} (pid " in e for e in errors), errors
+    assert _board(out) == reference and _board(other) == reference
+    assert _statuses(out) == ["finished", "finished"] and _statuses(other) == ["finished"]
+    assert len(list((cache / "classifiers").glob("*.pt"))) == 1
+    assert _leftovers(out, other, cache) == []
 
 
 # ----------------------------------------------------------- 5. one failure, one cell
@@ -318,6 +322,10 @@ def test_unwritable_out_is_refused_before_any_work(synth_dir, tmp_path):
         run_benchmark(_config(synth_dir, blocker / "out", cache), registry())
     assert "--out" in err.value.fix
     assert not (cache / "classifiers").exists()
+    with pytest.raises(BenchError, match="cannot write in") as err:
+        run_benchmark(_config(synth_dir, tmp_path / "out", blocker / "cache"), registry())
+    assert "--cache-dir" in err.value.fix
+    assert not (tmp_path / "out" / "synth-tiny" / "runs").exists()
 
 
 def test_published_files_follow_the_umask(tmp_path):
@@ -410,3 +418,32 @@ def test_sonyc_listing_duplicates_and_escaping_names_are_refused(tmp_path):
         BenchError, match=re.escape("line 2: file name '../outside.wav' is not a bare")
     ):
         SonycUST(root).split("official")
+
+
+def _hold(path: str, seconds: float, started) -> None:
+    from l2i_bench.cache import entry_lock
+
+    with entry_lock(Path(path)):
+        started.set()
+        time.sleep(seconds)
+
+
+def test_a_second_writer_of_an_entry_waits_for_the_first(tmp_path, capfd):
+    """The primitive behind the cache entries and the generated synth folder."""
+    import multiprocessing
+
+    from l2i_bench.cache import entry_lock
+
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    holder = context.Process(target=_hold, args=(str(tmp_path / "entry"), 1.0, started))
+    holder.start()
+    assert started.wait(30)
+    begun = time.perf_counter()
+    with entry_lock(tmp_path / "entry"):
+        waited = time.perf_counter() - begun
+    holder.join(30)
+    assert waited > 0.5, waited
+    assert f"waiting for pid {holder.pid}, which is writing {tmp_path / 'entry'}" in (
+        capfd.readouterr().err
+    )
