@@ -440,11 +440,11 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
     seeds = config.grid_seeds
     out = Path(config.out)
     root = out / config.dataset
-    ensure_writable(root, "--out")
-    ensure_writable(Path(config.cache_dir), "--cache-dir")
     dataset_cls = registry.dataset(config.dataset)
     explainer_classes = [registry.explainer(name) for name in config.explainers]
     metrics = registry.metrics()
+    ensure_writable(root, "--out")
+    ensure_writable(Path(config.cache_dir), "--cache-dir")
     with folder_lock(root, message=f"waiting for the run that holds {root} ({{holder}}) to finish"):
         recover_publish(root)  # before the sweep: its staged files are a dead pid's
         remove_stale_temporaries([root, Path(config.cache_dir)])
