@@ -127,6 +127,27 @@ def log_ratio_to_linear_mask(log_magnitude: torch.Tensor, ratio: torch.Tensor) -
     return perturb.linear_gain(torch.expm1(log_magnitude), ratio, MaskDomain.LOG1P)
 
 
+def mel_to_linear_matrix(mel_basis: torch.Tensor) -> torch.Tensor:
+    """``(F, M)`` weights taking a map on the mel grid to STFT bins: each bin averages
+    the bands whose filters cover it, weighted by the filters (rows sum to 1), so a bin
+    lying wholly in one band gets that band's value and a bin shared by two a blend.
+    Bins no filter covers (DC) copy the nearest covered bin. Computed in float64.
+
+    The one mel-to-STFT mapping of the suite: every explainer that decides on the
+    classifier's log-mel input (IBA, VIBI, the gradient attributions) reaches the
+    listenable STFT mask through it."""
+    weights = mel_basis.T.clamp_min(0.0).double()  # (F, M)
+    sums = weights.sum(1, keepdim=True)
+    covered = (sums[:, 0] > 0).nonzero().flatten()
+    if covered.numel() == 0:
+        raise BenchError("the front end's mel filterbank is empty", "check l2i_bench.audio")
+    out = weights / sums.clamp_min(1e-30)
+    for row in (sums[:, 0] <= 0).nonzero().flatten().tolist():
+        nearest = covered[(covered - row).abs().argmin()]
+        out[row] = out[nearest]
+    return out.float()
+
+
 class FrontEnd:
     """STFT, log-mel and inverse STFT on a device; one instance per run."""
 
@@ -135,6 +156,12 @@ class FrontEnd:
         self.window = torch.hann_window(N_FFT, device=self.device)
         mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)  # (M, F) Slaney
         self.mel_basis = torch.from_numpy(mel).float().to(self.device)
+        self.mel_to_linear = mel_to_linear_matrix(self.mel_basis).to(self.device)
+        """``(F, M)``: see :func:`mel_to_linear_matrix`."""
+
+    def mel_map_to_linear(self, mel_map: torch.Tensor) -> torch.Tensor:
+        """A map on the log-mel grid ``(B, T, M)`` as one on the STFT grid ``(B, F, T)``."""
+        return torch.matmul(self.mel_to_linear, mel_map.to(self.device).transpose(1, 2))
 
     def stft(self, wave: torch.Tensor) -> torch.Tensor:
         """Complex STFT ``(B, F, T)`` of waveforms ``(B, L)`` (reflect-padded, centred)."""

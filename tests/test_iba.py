@@ -20,7 +20,6 @@ from l2i_bench.plugins.explainers.iba import (
     IbaExplainer,
     capacity_nats,
     find_tap_module,
-    mel_to_linear_matrix,
     saliency_to_mask,
     smooth,
 )
@@ -138,7 +137,7 @@ def test_smoothing_keeps_constants_and_spreads_a_spike():
 
 def test_mel_to_linear_keeps_flat_maps_flat_and_follows_the_bands():
     front_end = FrontEnd()
-    matrix = mel_to_linear_matrix(front_end.mel_basis)
+    matrix = front_end.mel_to_linear
     assert torch.allclose(matrix.sum(1), torch.ones(matrix.shape[0]), atol=1e-5)
     low = torch.zeros(1, 4, 16)
     low[:, :, :2] = 1.0  # saliency in the lowest 16 of 128 mel bands only

@@ -268,22 +268,6 @@ class Bottleneck:
 # --------------------------------------------------------------- mel -> STFT
 
 
-def mel_to_linear_matrix(mel_basis: torch.Tensor) -> torch.Tensor:
-    """``(F, M)`` weights taking a mel-band map to STFT bins: each bin averages the
-    bands whose filters cover it, weighted by the filters (rows sum to 1). Bins no
-    filter covers (DC) copy the nearest covered bin."""
-    weights = mel_basis.T.clamp_min(0.0).double()  # (F, M)
-    sums = weights.sum(1, keepdim=True)
-    covered = (sums[:, 0] > 0).nonzero().flatten()
-    if covered.numel() == 0:
-        raise BenchError("iba: the front end's mel filterbank is empty", None)
-    out = weights / sums.clamp_min(1e-30)
-    for row in (sums[:, 0] <= 0).nonzero().flatten().tolist():
-        nearest = covered[(covered - row).abs().argmin()]
-        out[row] = out[nearest]
-    return out.float()
-
-
 def saliency_to_mask(
     saliency: torch.Tensor, num_frames: int, mel_to_linear: torch.Tensor
 ) -> torch.Tensor:
@@ -435,8 +419,7 @@ class IbaExplainer(Explainer):
             for p, flag in zip(params, flags, strict=True):
                 p.requires_grad_(flag)
         saliency = torch.cat(saliencies)  # (B, T', F') bits
-        mel_to_linear = mel_to_linear_matrix(self.context.front_end.mel_basis).to(device)
-        mask = saliency_to_mask(saliency, num_frames, mel_to_linear)
+        mask = saliency_to_mask(saliency, num_frames, self.context.front_end.mel_to_linear)
         assert mask.shape == (rows, num_freqs, num_frames)
         return Explanation(
             mask=mask,

@@ -135,23 +135,6 @@ def chunks_to_logmel(z: torch.Tensor, frames: int, mels: int) -> torch.Tensor:
     return full.transpose(1, 2).unsqueeze(1)
 
 
-def mel_to_linear_weights(mel_basis: torch.Tensor) -> torch.Tensor:
-    """(F, M) weights that carry a mel-band mask to linear STFT bins.
-
-    Each bin's row is its filterbank column normalised to sum 1, so a bin lying wholly
-    in selected bands gets 1 and a bin shared with unselected bands a fraction. Bins
-    no filter covers (DC, Nyquist) copy the nearest covered bin.
-    """
-    weights = mel_basis.t().clamp_min(0.0)  # (F, M)
-    total = weights.sum(1)
-    covered = torch.nonzero(total > 0).squeeze(1)
-    if covered.numel() == 0:
-        raise BenchError("the mel filterbank is empty", "check l2i_bench.audio.FrontEnd")
-    bins = torch.arange(weights.shape[0], device=weights.device)
-    nearest = covered[(bins[:, None] - covered[None, :]).abs().argmin(1)]
-    return weights[nearest] / total[nearest, None]
-
-
 # --------------------------------------------------------------------- sampler
 
 
@@ -291,7 +274,7 @@ class VibiExplainer(Explainer):
 
     name = "vibi"
     description = "VIBI: information-bottleneck selection of K of 40 log-mel chunks"
-    version = "2"
+    version = "3"  # 3: the front end's one mel-to-STFT mapping (float64; masks move <= 1 ulp)
     unit = "chunk"
     needs_training = True
     has_surrogate = True
@@ -307,7 +290,7 @@ class VibiExplainer(Explainer):
                 f"vibi.k must be between 1 and {NUM_CHUNKS}, got {self.k}",
                 "pass e.g. --option vibi.k=10",
             )
-        self.linear_weights = mel_to_linear_weights(context.front_end.mel_basis).to(context.device)
+        self.linear_weights = context.front_end.mel_to_linear.to(context.device)
         self._build()
 
     def _build(self) -> None:
