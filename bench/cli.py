@@ -69,14 +69,33 @@ def _parse_seeds(spec: str) -> list[int]:
 
 
 def _explainer_names(spec: str, registry: Registry) -> list[str]:
-    if spec == "all":
-        names = registry.names("explainer")
-        contenders = [n for n in names if not registry.explainer(n).reference]
-        return contenders + [n for n in names if registry.explainer(n).reference]
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    for name in names:
-        registry.get("explainer", name)  # raises with the list of known names
-    return names
+    """``all``, a group (an explainer ``family``: ``paper``, ``attribution``; each with
+    the reference rows), explainer names, or a comma-separated mix, each name once.
+    ``all`` and groups list contenders first and references last."""
+    names = registry.names("explainer")
+    families = {registry.explainer(n).family for n in names} - {""}
+    items = [n.strip() for n in spec.split(",") if n.strip()]
+    chosen: list[str] = []
+    for item in items:
+        if item == "all":
+            chosen += names
+        elif item in families:
+            chosen += [n for n in names if registry.explainer(n).family == item]
+            chosen += [n for n in names if registry.explainer(n).reference]
+        elif item not in names and families:
+            raise BenchError(
+                f"unknown explainer {item!r}, nor a group (explainers: {', '.join(names)}; "
+                f"groups: all, {', '.join(sorted(families))})",
+                "run `l2i-bench plugins` to list plugins and their groups",
+            )
+        else:
+            registry.get("explainer", item)  # raises with the list of known names
+            chosen.append(item)
+    unique = list(dict.fromkeys(chosen))
+    if any(item == "all" or item in families for item in items):
+        contenders = [n for n in unique if not registry.explainer(n).reference]
+        return contenders + [n for n in unique if registry.explainer(n).reference]
+    return unique
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -257,7 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run explainers x folds on a dataset and publish CSVs")
-    run.add_argument("--explainers", default="all", help="'all' or comma-separated names")
+    run.add_argument(
+        "--explainers",
+        default="all",
+        help="'all', a group ('paper': the methods the L2I paper compares; 'attribution': "
+        "the gradient family), or comma-separated names; groups bring the reference rows",
+    )
     run.add_argument("--folds", default=None, help="comma-separated folds (default: all present)")
     run.add_argument("--limit", type=int, default=None, help="at most N test clips per fold")
     run.add_argument("--out", type=Path, default=Path("results"))

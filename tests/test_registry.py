@@ -91,3 +91,28 @@ def test_plugin_that_fails_to_import_is_named(tmp_path, monkeypatch):
         load_registry()
     message = str(err.value)
     assert "'broken'" in message and "broken-plugin 1.0" in message and "boom at import" in message
+
+
+def test_explainer_groups_bring_the_reference_rows():
+    from l2i_bench.cli import _explainer_names
+
+    registry = load_registry()
+    paper = _explainer_names("paper", registry)
+    assert paper == [
+        "flint",
+        "iba",
+        "l2i",
+        "slime",
+        "vibi",
+        "anti-oracle",
+        "loudest",
+        "oracle",
+        "random",
+    ]
+    assert _explainer_names("all", registry)[:5] == paper[:5]
+    assert _explainer_names("random,l2i,random", registry) == ["random", "l2i"]
+    assert _explainer_names("paper,random", registry) == paper
+    with pytest.raises(
+        BenchError, match=r"unknown explainer 'papers', nor a group .*groups: all, paper"
+    ):
+        _explainer_names("papers", registry)

@@ -54,6 +54,7 @@ class AttributionExplainer(Explainer):
     and state their cost in ``passes``."""
 
     unit = "mel band"
+    family = "attribution"
     passes: ClassVar[str] = ""
     """Forward and backward passes per clip, for the README's explainer table."""
 

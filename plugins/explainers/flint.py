@@ -178,6 +178,7 @@ class FlintExplainer(Explainer):
     """Post-hoc FLINT: attributes from B4/B5/B6, bias-free linear head, decoder."""
 
     name = "flint"
+    family = "paper"
     description = "Post-hoc FLINT: attributes on B4-B6, linear head, decoder to log|X| (mask)"
     version = "2"
     unit = "attribute"

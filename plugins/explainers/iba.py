@@ -289,6 +289,7 @@ class IbaExplainer(Explainer):
     """Per-sample information bottleneck at B4, saliency mapped to an STFT mask."""
 
     name = "iba"
+    family = "paper"
     description = "IBA: per-sample information bottleneck at B4 (Schulz et al. 2020)"
     version = "1"
     unit = "time-frequency bin"

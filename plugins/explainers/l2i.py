@@ -239,6 +239,7 @@ class L2IExplainer(Explainer):
     dropout, mask_domain (log, the paper's; or linear: see :func:`component_mask`)."""
 
     name: ClassVar[str] = "l2i"
+    family: ClassVar[str] = "paper"
     description: ClassVar[str] = (
         "Listen to Interpret: interpreter on the classifier's B4-B6 taps predicting NMF "
         "activations of a fixed sparse-NMF dictionary; listenable masks of the relevant "

@@ -329,6 +329,7 @@ class SlimeExplainer(Explainer):
     :class:`captum.attr.Lime`."""
 
     name = "slime"
+    family = "paper"
     description = (
         "SLIME: LIME on a time x mel-band grid of segments (or time or bands alone), "
         "ridge surrogate, a share of the segments kept"

@@ -273,6 +273,7 @@ class VibiExplainer(Explainer):
     """VIBI: Gumbel-softmax K-hot chunk selection with a trained approximator."""
 
     name = "vibi"
+    family = "paper"
     description = "VIBI: information-bottleneck selection of K of 40 log-mel chunks"
     version = "3"  # 3: the front end's one mel-to-STFT mapping (float64; masks move <= 1 ulp)
     unit = "chunk"
