@@ -279,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--explainers",
         default="all",
-        help="'all', a group ('paper': the methods the L2I paper compares; 'attribution': "
-        "the gradient family), or comma-separated names; groups bring the reference rows",
+        help="'all', a group of explainers that share a family ('paper': the methods the "
+        "L2I paper compares), or comma-separated names; groups bring the reference rows",
     )
     run.add_argument("--folds", default=None, help="comma-separated folds (default: all present)")
     run.add_argument("--limit", type=int, default=None, help="at most N test clips per fold")

@@ -352,9 +352,9 @@ class Explainer(ABC):
     """A reference row (oracle, anti-oracle, random, loudest): published on the
     leaderboard to calibrate the metrics, set apart from the contenders."""
     family: ClassVar[str] = ""
-    """A named group ``--explainers`` can ask for: ``paper`` (the methods the L2I paper
-    compares), ``attribution`` (the gradient attribution family); empty for others.
-    A group always comes with the reference rows."""
+    """A named group ``--explainers`` can ask for, e.g. ``paper`` (the methods the L2I
+    paper compares) or ``attribution`` (the gradient family); empty for none. A group
+    always comes with the reference rows."""
     needs_stems: ClassVar[bool] = False
     """Reads ``AudioBatch.stems`` (ground truth): runs only on datasets with stems."""
     needs_training: ClassVar[bool] = False
