@@ -98,10 +98,10 @@ def write_record(path: Path, key: str) -> None:
 
 def check_record(path: Path, key: str) -> str | None:
     """Why the entry at ``path`` cannot be trusted, or None if its record matches.
-    Returns ``"no record"`` for an entry written before records existed."""
+    Returns :data:`UNRECORDED` for an entry written before records existed."""
     record_file = record_path(path)
     if not record_file.is_file():
-        return "no record"
+        return UNRECORDED
     try:
         record = json.loads(record_file.read_text())
         expected = (str(record["key"]), int(record["size"]), str(record["sha256"]))
@@ -114,6 +114,22 @@ def check_record(path: Path, key: str) -> str | None:
         return f"its size is {size} bytes, the record says {expected[1]} (truncated or replaced)"
     if sha256 != expected[2]:
         return "its content hash differs from the record (the bytes changed after writing)"
+    return None
+
+
+UNRECORDED = "no record"
+"""What :func:`check_record` says of an entry written before records existed."""
+
+
+def _entry_state(path: Path, key: str) -> str | None:
+    """``"recorded"`` (its record matches), :data:`UNRECORDED` (to be checked, then
+    adopted), or None: absent, or discarded with a warning for failing its record."""
+    if not path.is_file():
+        return None
+    problem = check_record(path, key)
+    if problem in (None, UNRECORDED):
+        return problem or "recorded"
+    discard(path, problem)
     return None
 
 
@@ -174,11 +190,8 @@ def load_torch(path: Path, key: str, *, map_location: Any = "cpu") -> Any | None
     missing, fails its record, holds anything but tensors and plain containers, or holds
     a non-finite value."""
     path = Path(path)
-    if not path.is_file():
-        return None
-    problem = check_record(path, key)
-    if problem is not None and problem != "no record":
-        discard(path, problem)
+    state = _entry_state(path, key)
+    if state is None:
         return None
     try:
         with torch.serialization.safe_globals(NUMPY_SCALARS):
@@ -190,7 +203,7 @@ def load_torch(path: Path, key: str, *, map_location: Any = "cpu") -> Any | None
     if not all_finite(payload):
         discard(path, "it holds NaN or infinite values")
         return None
-    if problem == "no record":
+    if state == UNRECORDED:
         write_record(path, key)  # adopted: safe to load and finite, recorded from now on
     return payload
 
@@ -236,18 +249,15 @@ def load_array(path: Path, key: str, *, mmap: bool = False) -> np.ndarray | None
     warning) when it fails its record, is not a plain numeric array, or holds a
     non-finite value."""
     path = Path(path)
-    if not path.is_file():
-        return None
-    problem = check_record(path, key)
-    if problem is not None and problem != "no record":
-        discard(path, problem)
+    state = _entry_state(path, key)
+    if state is None:
         return None
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except Exception as err:
         discard(path, f"it is not a readable .npy array ({type(err).__name__}: {err})")
         return None
-    if problem == "no record":  # adopted after one full check; later loads trust the hash
+    if state == UNRECORDED:  # adopted after one full check; later loads trust the hash
         if not _finite_rows(array):
             discard(path, "it holds NaN or infinite values")
             return None

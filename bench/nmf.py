@@ -374,6 +374,13 @@ def learn_dictionary(
             f"unknown NMF dictionary strategy {strategy!r}",
             f"use one of {', '.join(STRATEGIES)} (l2i option strategy)",
         )
+
+    def learn() -> torch.Tensor:
+        return _learn(
+            train, K, beta, mu, strategy, chunk, max_iter, tol, seed, device,
+            batch_size, noise_components, clips_per_class, keep_noise, show_progress,
+        )  # fmt: skip
+
     if cache_dir is not None and cache_key is not None:
         tag = strategy
         if strategy == "noise_then_class":  # its extra settings change the result too
@@ -390,42 +397,10 @@ def learn_dictionary(
                     cache_file,
                     f"it holds {type(W).__name__} {getattr(W, 'shape', '')}, not (F, {K})",
                 )
-            W = _learn(
-                train,
-                K,
-                beta,
-                mu,
-                strategy,
-                chunk,
-                max_iter,
-                tol,
-                seed,
-                device,
-                batch_size,
-                noise_components,
-                clips_per_class,
-                keep_noise,
-                show_progress,
-            )
+            W = learn()
             save_torch(cache_file, W, cache_file.stem)
             return W
-    return _learn(
-        train,
-        K,
-        beta,
-        mu,
-        strategy,
-        chunk,
-        max_iter,
-        tol,
-        seed,
-        device,
-        batch_size,
-        noise_components,
-        clips_per_class,
-        keep_noise,
-        show_progress,
-    )
+    return learn()
 
 
 def _learn(

@@ -114,10 +114,12 @@ def lmac_loss(
     weights: dict[str, float] = WEIGHTS,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The L-MAC objective of masks ``(B, F, T)`` (log1p domain) on magnitudes ``|X|``
-    for one class per row; returns the batch mean and its terms."""
+    for one class per row; returns the batch mean and its terms (with the classifier's
+    logits on the kept input, which validation scores for input fidelity)."""
     kept = kept_magnitude(magnitude, mask, MaskDomain.LOG1P)
     removed = removed_magnitude(magnitude, mask, MaskDomain.LOG1P)
-    ce_in = -class_log_probability(classifier(front_end.logmel_from_magnitude(kept)), classes, task)
+    logits_in = classifier(front_end.logmel_from_magnitude(kept))
+    ce_in = -class_log_probability(logits_in, classes, task)
     ce_out = -class_log_probability(
         classifier(front_end.logmel_from_magnitude(removed)), classes, task
     )
@@ -127,7 +129,8 @@ def lmac_loss(
     ).abs().mean(dim=(1, 2))
     total = weights["l_in"] * ce_in - weights["l_out"] * ce_out + weights["l1"] * l1
     total = total + weights["tv"] * tv
-    return total.mean(), {"ce_in": ce_in, "ce_out": ce_out, "l1": l1, "tv": tv}
+    terms = {"ce_in": ce_in, "ce_out": ce_out, "l1": l1, "tv": tv, "logits_in": logits_in}
+    return total.mean(), terms
 
 
 @contextlib.contextmanager
@@ -188,21 +191,25 @@ class LmacExplainer(Explainer):
         logits = self.decoder({t: taps[t] for t in TAPS}, logmel.shape[2], logmel.shape[3])
         return torch.sigmoid(logits[rows, classes])
 
-    def _step_loss(self, batch: AudioBatch) -> torch.Tensor:
+    def _objective(self, batch: AudioBatch):
+        """The L-MAC objective of a batch on the classes the classifier decides, with its
+        terms, the classifier's logits and the decided rows."""
         with torch.no_grad():
             logits = self.context.classifier(batch.logmel)
         rows, classes = self._decided(logits)
-        mask = self.masks(batch, rows, classes)
-        loss, _ = lmac_loss(
+        loss, terms = lmac_loss(
             self.context.classifier,
             self.context.front_end,
             batch.magnitude[rows],
-            mask,
+            self.masks(batch, rows, classes),
             classes,
             self.context.task,
             self.weights,
         )
-        return loss
+        return loss, terms, logits[rows]
+
+    def _step_loss(self, batch: AudioBatch) -> torch.Tensor:
+        return self._objective(batch)[0]
 
     def _validate(self, valid, batch_size: int) -> tuple[float, float]:
         """(input fidelity, mean loss) on the validation split."""
@@ -210,25 +217,11 @@ class LmacExplainer(Explainer):
         self.decoder.eval()
         with torch.no_grad():
             for batch in valid.batches(batch_size):
-                logits = self.context.classifier(batch.logmel)
-                rows, classes = self._decided(logits)
-                mask = self.masks(batch, rows, classes)
-                loss, _ = lmac_loss(
-                    self.context.classifier,
-                    self.context.front_end,
-                    batch.magnitude[rows],
-                    mask,
-                    classes,
-                    self.context.task,
-                    self.weights,
-                )
-                kept = kept_magnitude(batch.magnitude[rows], mask, MaskDomain.LOG1P)
-                masked_logits = self.context.classifier(
-                    self.context.front_end.logmel_from_magnitude(kept)
-                )
-                kept_top += int((masked_logits.argmax(1) == logits[rows].argmax(1)).sum())
-                total += len(rows)
-                losses.append(float(loss) * len(rows))
+                loss, terms, logits = self._objective(batch)
+                rows = logits.shape[0]
+                kept_top += int((terms["logits_in"].argmax(1) == logits.argmax(1)).sum())
+                total += rows
+                losses.append(float(loss) * rows)
         return kept_top / max(total, 1), sum(losses) / max(total, 1)
 
     def fit(self, train, valid) -> dict[str, Any]:
