@@ -161,10 +161,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(json.dumps(entries, indent=2))
         return 0
     width = max((len(e["name"]) for e in entries), default=4)
+    groups = max((len(e["group"]) for e in entries), default=0)
     for e in entries:
         print(
-            f"{e['kind']:<9} {e['name']:<{width}}  {e['distribution']} {e['distribution_version']}"
-            f"  ({e['plugin']})  {e['description']}"
+            f"{e['kind']:<9} {e['name']:<{width}}  {e['group']:<{groups}}  {e['distribution']} "
+            f"{e['distribution_version']}  ({e['plugin']})  {e['description']}"
         )
     return 0
 
@@ -371,7 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        # A piped stdout is block-buffered: flush here, inside the handler, so a reader
+        # that left early is met below rather than at the interpreter's final flush.
+        sys.stdout.flush()
+        return code
     except BenchError as err:
         print(f"error: {err.problem}", file=sys.stderr)
         if err.fix:

@@ -60,6 +60,8 @@ class Registered:
             "distribution": self.plugin.distribution,
             "distribution_version": self.plugin.version,
             "description": getattr(self.cls, "description", ""),
+            "group": getattr(self.cls, "family", "")
+            or ("reference" if getattr(self.cls, "reference", False) else ""),
         }
 
 

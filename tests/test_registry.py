@@ -109,10 +109,27 @@ def test_explainer_groups_bring_the_reference_rows():
         "oracle",
         "random",
     ]
-    assert _explainer_names("all", registry)[:5] == paper[:5]
+    attribution = _explainer_names("attribution", registry)
+    assert attribution == [
+        "gradcam",
+        "gradient-shap",
+        "integrated-gradients",
+        "occlusion",
+        "saliency",
+        "smoothgrad",
+        "wam-ig",
+        "wam-sg",
+        *paper[5:],
+    ]
+    # all: every contender (L-MAC belongs to no group), then the references once
+    assert (
+        _explainer_names("all", registry)
+        == sorted({*paper[:5], *attribution[:8], "lmac"}) + paper[5:]
+    )
     assert _explainer_names("random,l2i,random", registry) == ["random", "l2i"]
     assert _explainer_names("paper,random", registry) == paper
     with pytest.raises(
-        BenchError, match=r"unknown explainer 'papers', nor a group .*groups: all, paper"
+        BenchError,
+        match=r"unknown explainer 'papers', nor a group .*groups: all, attribution, paper",
     ):
         _explainer_names("papers", registry)
