@@ -1,5 +1,6 @@
-"""Shared fixtures: one small generated `synth` dataset and one cache per test session,
-so the classifier is trained once and reused by every end-to-end test."""
+"""Shared fixtures: one small generated `synth` dataset and one cache per test session
+(per worker under pytest-xdist), so the classifier is trained once and reused by every
+end-to-end test; and the order in which tests are handed to workers."""
 
 from __future__ import annotations
 
@@ -31,3 +32,10 @@ def real_esc50_fold() -> Path:
     if not (path / "meta" / "esc50.csv").is_file():
         pytest.skip(f"real ESC-50 fold not found at {path}")
     return path
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The long tests first: the README's command runs the suite on two workers
+    (``-n 2``, one thread each), and a five-minute test handed out last would leave one
+    core idle while it runs alone. Order within each group is kept."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("integration") else 1)
