@@ -143,15 +143,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"leaderboard: {summary.leaderboard}\nlong results: {summary.results}\n"
         f"manifest:    {summary.manifest}"
     )
-    import pandas as pd
+    from l2i_bench.report import build_report, read_board, terminal_table
 
-    from l2i_bench.results import value_columns
-
-    board = pd.read_csv(summary.leaderboard)
-    shown = ["explainer", "folds", "seeds", *value_columns(board)]
-    with pd.option_context("display.width", 200, "display.max_columns", 12):
-        print(board[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\n" + terminal_table(read_board(summary.leaderboard)))
+    if not args.no_report:
+        index = build_report(summary.leaderboard.parent, registry=registry)
+        print(f"\nreport:      {index}  (open it in a browser; all columns and audio there)")
     return 1 if summary.failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from l2i_bench.report import build_report
+
+    registry = load_registry()
+    index = build_report(args.results, registry=registry, clips_per_fold=args.clips)
+    size = sum(p.stat().st_size for p in index.parent.rglob("*") if p.is_file())
+    print(f"report: {index} ({size / 1e6:.1f} MB); open it in a browser")
+    return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -313,8 +321,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="fail a cell that runs longer than this (default: no limit); the others go on",
     )
+    run.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not build the web report (results/<dataset>/report/) at the end",
+    )
     _common(run)
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser(
+        "report", help="build the web report of a results folder (leaderboard, figures, audio)"
+    )
+    report.add_argument("results", type=Path, help="a published folder, e.g. results/synth")
+    report.add_argument(
+        "--clips", type=int, default=2, help="test clips per fold in the listening gallery"
+    )
+    report.set_defaults(func=cmd_report)
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true")

@@ -258,9 +258,17 @@ def score_cell(
 
 
 def write_listening_examples(
-    ws: FoldWorkspace, explainer: str, explained: ExplanationSet, out: Path, count: int
+    ws: FoldWorkspace,
+    explainer: str,
+    explained: ExplanationSet,
+    out: Path,
+    count: int,
+    conditions: dict[str, ConditionSet] | None = None,
 ) -> None:
-    """A few interpretations as audio (with the original), to judge by ear."""
+    """A few interpretations as audio (with the original), to judge by ear: the first
+    ``count`` test clips, and the first clip of each condition set (synth's overlap and
+    noise mixtures) with its target stem, the sound a true explanation would keep. The
+    listening report (:mod:`l2i_bench.report`) lays them side by side."""
     root = out / ws.dataset.name / "listen" / f"fold-{ws.fold}" / explainer
     for i in range(min(count, len(explained.rows))):
         clip = ws.test.clips[int(explained.rows[i])]
@@ -269,6 +277,16 @@ def write_listening_examples(
         write_audio(
             root / f"{clip.clip_id}--original.wav", ws.test.waveform(int(explained.rows[i]))
         )
+    for condition in (conditions or {}).values():
+        cond = condition.explanations
+        if not len(cond.rows) or "target" not in condition.stems:
+            continue
+        row = int(cond.rows[0])
+        clip_id = condition.batch.clip_ids[row]
+        label = ws.dataset.class_names[int(cond.classes[0])].replace("/", "-")
+        write_audio(root / f"{clip_id}--{label}.wav", cond.waveform[0])
+        write_audio(root / f"{clip_id}--original.wav", condition.batch.waveform[row])
+        write_audio(root / f"{clip_id}--target.wav", condition.stems["target"][row])
 
 
 def run_cell(
@@ -318,7 +336,9 @@ def run_cell(
     metric_seconds: dict[str, float] = {}
     scores, row_values = score_cell(metrics, evaluation, metric_seconds)
     if config.listen and config.seed == config.grid_seeds[0]:  # one seed is enough to hear
-        write_listening_examples(ws, explainer_cls.name, explained, Path(config.out), config.listen)
+        write_listening_examples(
+            ws, explainer_cls.name, explained, Path(config.out), config.listen, conditions
+        )
     return CellResult(
         dataset=ws.dataset.name,
         fold=ws.fold,
