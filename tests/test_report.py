@@ -163,3 +163,18 @@ def test_terminal_table_fits_100_columns_and_shows_values_and_ranks(tmp_path):
 def test_a_folder_without_a_leaderboard_is_a_clear_error(tmp_path):
     with pytest.raises(BenchError, match=r"leaderboard.csv not found"):
         build_report(tmp_path)
+
+
+def test_a_rebuild_without_listen_keeps_the_published_gallery(tmp_path):
+    """listen/ is not in git: on a fresh clone the report's own media must survive."""
+    import shutil
+
+    results = _tiny_results(tmp_path)
+    first = build_report(results)
+    sources = re.findall(r'<audio [^>]*src="([^"]+)"', (first.parent / "gallery.html").read_text())
+    shutil.rmtree(results / "listen")
+    again = build_report(results)
+    html = (again.parent / "gallery.html").read_text()
+    assert re.findall(r'<audio [^>]*src="([^"]+)"', html) == sources
+    assert all((again.parent / s).stat().st_size > 1000 for s in sources)
+    assert not list(tmp_path.rglob(".report.building-*"))  # the build folder was swapped in

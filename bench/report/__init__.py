@@ -20,6 +20,7 @@ tenths of a second each); ``benchmarks/bench_report.py`` measures it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -54,9 +55,11 @@ def build_report(
             f"run `l2i-bench publish --dataset {results.name} --out {results.parent}` "
             "or point at a folder with leaderboard.csv",
         )
-    report = Path(out) if out is not None else results / "report"
-    if report.exists():
-        shutil.rmtree(report)  # a rebuild never keeps media of clips no longer listed
+    final = Path(out) if out is not None else results / "report"
+    # Built beside the old one and swapped in at the end: an interrupted build leaves
+    # the previous report whole, and a rebuild keeps no media of clips no longer listed.
+    report = final.with_name(f".{final.name}.building-{os.getpid()}")
+    shutil.rmtree(report, ignore_errors=True)
     (report / "figures").mkdir(parents=True)
     (report / "explainers").mkdir()
     shutil.copytree(HERE / "assets", report / "assets")
@@ -69,7 +72,13 @@ def build_report(
 
     figure_paths = _figures(board, headline, report)
     clips = gallery.collect(results / "listen", board.explainers, clips_per_fold)
-    gallery.render(clips, report)
+    if clips:
+        gallery.render(clips, report)
+    else:
+        # listen/ is not in git: on a fresh clone the published report's own media and
+        # gallery.json are the listening material, so a rebuild carries them over.
+        clips = gallery.carry_over(final, report)
+    gallery.save(clips, report)
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -106,7 +115,10 @@ def build_report(
         (report / "explainers" / f"{name}.html").write_text(
             env.get_template("explainer.html.j2").render(**common, **page, root="../")
         )
-    return report / "index.html"
+    if final.exists():
+        shutil.rmtree(final)
+    report.rename(final)
+    return final / "index.html"
 
 
 def _dataset_name(results: Path) -> str:

@@ -28,8 +28,10 @@ Cost: one STFT, two JPEGs and one Vorbis encode per file; about 30 ms each on on
 from __future__ import annotations
 
 import itertools
+import json
 import re
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,37 @@ def render(clips: list[GalleryClip], report: Path, *, compression: float = 0.7) 
                 own, top, base.with_name(base.name + "-spec.jpg"), report
             )
             item.gain = _gain(own, source, top, base.with_name(base.name + "-gain.jpg"), report)
+
+
+def save(clips: list[GalleryClip], report: Path) -> None:
+    """``report/gallery.json``: the rendered clips, so a later rebuild without
+    ``listen/`` (a fresh clone) can carry the media over (:func:`carry_over`)."""
+    payload = [
+        {
+            **{k: v for k, v in asdict(c).items() if k not in ("original", "target")},
+            "interpretations": [asdict(i) for i in c.interpretations],
+        }
+        for c in clips
+    ]
+    (report / "gallery.json").write_text(json.dumps(payload, indent=1))
+
+
+def carry_over(old_report: Path, report: Path) -> list[GalleryClip]:
+    """The clips of a previous build with their media copied into ``report`` (none
+    when there is no previous build or its gallery.json is unreadable)."""
+    try:
+        payload = json.loads((old_report / "gallery.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if (old_report / "media").is_dir():
+        shutil.copytree(old_report / "media", report / "media", dirs_exist_ok=True)
+    clips = []
+    for item in payload:
+        interpretations = [Interpretation(**i) for i in item.pop("interpretations", [])]
+        clip = GalleryClip(original=Path(), **item)
+        clip.interpretations = interpretations
+        clips.append(clip)
+    return clips
 
 
 def _fold_key(fold: str) -> tuple[int, str]:
