@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]  # one Chromium
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").is_file() else None
