@@ -180,7 +180,9 @@ class LmacExplainer(Explainer):
             return torch.arange(len(logits), device=logits.device), logits.argmax(1)
         probs = torch.sigmoid(logits)
         decided = probs >= 0.5
-        decided[torch.arange(len(probs), device=probs.device), probs.argmax(1)] = True  # at least one per clip
+        decided[torch.arange(len(probs), device=probs.device), probs.argmax(1)] = (
+            True  # at least one per clip
+        )
         return torch.nonzero(decided, as_tuple=True)
 
     def masks(self, batch: AudioBatch, rows: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
