@@ -178,3 +178,19 @@ def test_a_rebuild_without_listen_keeps_the_published_gallery(tmp_path):
     assert re.findall(r'<audio [^>]*src="([^"]+)"', html) == sources
     assert all((again.parent / s).stat().st_size > 1000 for s in sources)
     assert not list(tmp_path.rglob(".report.building-*"))  # the build folder was swapped in
+
+
+def test_the_gallery_keeps_whole_folds_within_its_audio_budget(tmp_path):
+    """Three folds of one 2 s clip with three interpretations each (6 s of audio per
+    fold): a 13 s budget keeps folds 1 and 2 whole and states that one clip is left out."""
+    import shutil
+
+    results = _tiny_results(tmp_path)
+    for fold in ("2", "3"):
+        shutil.copytree(results / "listen" / "fold-1", results / "listen" / f"fold-{fold}")
+    index = build_report(results, max_audio_seconds=13.0)
+    html = (index.parent / "gallery.html").read_text()
+    assert re.findall(r"<h2>fold (\d)", html) == ["1", "2"]
+    assert "1 clip(s) of later folds are left out" in html
+    index = build_report(results, max_audio_seconds=1.0)  # the first fold always stays
+    assert re.findall(r"<h2>fold (\d)", (index.parent / "gallery.html").read_text()) == ["1"]

@@ -41,12 +41,19 @@ HERE = Path(__file__).parent
 
 
 def build_report(
-    results: Path, *, registry: Any = None, clips_per_fold: int = 2, out: Path | None = None
+    results: Path,
+    *,
+    registry: Any = None,
+    clips_per_fold: int = 2,
+    max_audio_seconds: float = 400.0,
+    out: Path | None = None,
 ) -> Path:
     """Write the report of the results folder ``results`` (``results/<dataset>``) to
     ``out`` (default ``results/report``) and return its ``index.html``. ``registry``
     (optional) supplies each explainer's module docstring and cost in passes; without
-    it the pages use what the manifests recorded."""
+    it the pages use what the manifests recorded. The gallery takes ``clips_per_fold``
+    test clips (and the mixtures) per fold, whole folds in order while its interpretations hold at
+    most ``max_audio_seconds`` of audio (:func:`gallery.within_budget`)."""
     results = Path(results)
     board_path = results / "leaderboard.csv"
     if not board_path.is_file():
@@ -72,6 +79,7 @@ def build_report(
 
     figure_paths = _figures(board, headline, report)
     clips = gallery.collect(results / "listen", board.explainers, clips_per_fold)
+    clips, omitted = gallery.within_budget(clips, max_audio_seconds)
     if clips:
         gallery.render(clips, report)
     else:
@@ -106,7 +114,7 @@ def build_report(
             },
         ),
         "full.html": ("full.html.j2", {"columns": board.columns, "root": ""}),
-        "gallery.html": ("gallery.html.j2", {"clips": clips, "root": ""}),
+        "gallery.html": ("gallery.html.j2", {"clips": clips, "omitted": omitted, "root": ""}),
     }
     for name, (template, context) in pages.items():
         (report / name).write_text(env.get_template(template).render(**common, **context))
