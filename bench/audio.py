@@ -107,8 +107,10 @@ def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:
     return np.concatenate([wave, pad], axis=-1)
 
 
-def write_audio(path: Path, wave: np.ndarray | torch.Tensor) -> None:
-    """Write mono audio at :data:`SAMPLE_RATE`, peak-limited so it never clips."""
+def write_audio(path: Path, wave: np.ndarray | torch.Tensor, *, compression: float = 0.7) -> None:
+    """Write mono audio at :data:`SAMPLE_RATE`, peak-limited so it never clips: 16-bit
+    WAV, or Ogg Vorbis at libsndfile's ``compression`` level when ``path`` ends in
+    ``.ogg`` (the report's small listenable copies)."""
     if isinstance(wave, torch.Tensor):
         wave = wave.detach().float().cpu().numpy()
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
@@ -116,7 +118,17 @@ def write_audio(path: Path, wave: np.ndarray | torch.Tensor) -> None:
     if peak > 0.999:
         wave = wave * (0.999 / peak)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
+    if Path(path).suffix == ".ogg":
+        sf.write(
+            str(path),
+            wave,
+            SAMPLE_RATE,
+            format="OGG",
+            subtype="VORBIS",
+            compression_level=compression,
+        )
+    else:
+        sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
 
 
 def log_ratio_to_linear_mask(log_magnitude: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:

@@ -10,12 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 
-from l2i_bench.audio import SAMPLE_RATE, FrontEnd
+from l2i_bench.audio import SAMPLE_RATE
 from l2i_bench.errors import BenchError
 from l2i_bench.report import build_report, read_board, terminal_table
-from l2i_bench.report.gallery import gain_map, magnitude
+from l2i_bench.report.gallery import gain_map
 
 EXPLAINERS = ["a-very-long-explainer-name", "beta", "random"]
 
@@ -131,15 +130,6 @@ def test_gallery_audio_is_small_and_decodes_to_the_clip(built):
     assert np.sqrt(np.mean(decoded**2) / np.mean(original**2)) == pytest.approx(0.5, abs=0.01)
     images = re.findall(r'<img src="([^"]+)"', html)
     assert images and all((built.parent / i).is_file() for i in images)
-
-
-def test_magnitude_is_the_front_ends_stft():
-    rng = np.random.default_rng(0)
-    wave = rng.standard_normal(SAMPLE_RATE // 2).astype(np.float32) * 0.1
-    ours = magnitude(wave)
-    theirs = FrontEnd(torch.device("cpu")).stft(torch.from_numpy(wave)[None]).abs()[0].numpy()
-    assert ours.shape == theirs.shape
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
 def test_gain_map_is_the_amplitude_ratio_where_the_input_is_audible():

@@ -19,7 +19,6 @@ tenths of a second each); ``benchmarks/bench_report.py`` measures it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -97,7 +96,7 @@ def build_report(
     )
     env.filters["num"] = format_number
     common = {
-        "dataset": _dataset_name(results),
+        "dataset": _dataset_name(results, cells),
         "runs": runs,
         "seeds": sorted({s for r in runs for s in r.seeds}),
         "board": board,
@@ -129,14 +128,9 @@ def build_report(
     return final / "index.html"
 
 
-def _dataset_name(results: Path) -> str:
+def _dataset_name(results: Path, cells: list) -> str:
     """The dataset the cells were computed on (the folder may have been copied or renamed)."""
-    for path in sorted((results / "cells").glob("fold-*/**/*.json")):
-        try:
-            return str(json.loads(path.read_text())["dataset"])
-        except (OSError, ValueError, KeyError):
-            continue
-    return results.name
+    return str(cells[0].dataset) if cells else results.name
 
 
 def _figures(board: Board, headline: list, report: Path) -> list[dict[str, str]]:

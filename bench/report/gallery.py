@@ -12,7 +12,7 @@ What is ours:
   ``compression_level`` 0.7, about 50 kbit/s): a 2 s clip takes about 12 kB against
   176 kB of 16-bit WAV, so a five-fold report stays a few MB; every browser the report
   targets plays it.
-- **Spectrograms**: ``|STFT|`` (1024/512, Hann) in dB, frequency pooled to 128 rows,
+- **Spectrograms**: the front end's ``|STFT|`` (1024/512, Hann) in dB, frequency pooled to 128 rows,
   written as small JPEGs with no axes (the page labels them); the input's, the target's
   and every interpretation's share one scale per clip, the input's peak down to 80 dB
   below it, so a quieter interpretation looks quieter.
@@ -27,6 +27,7 @@ Cost: one STFT, two JPEGs and one Vorbis encode per file; about 30 ms each on on
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -36,9 +37,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 from matplotlib import image as mpimg
 
-from l2i_bench.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from l2i_bench.audio import SAMPLE_RATE, FrontEnd, write_audio
 
 FLOOR_DB = 80.0
 ROWS = 128
@@ -97,9 +99,8 @@ def collect(listen: Path, explainers: list[str], clips_per_fold: int) -> list[Ga
                     clips[key].target = wav
                 else:
                     interpretations.setdefault(key, {})[explainer_dir.name] = Interpretation(
-                        explainer=explainer_dir.name, label=label
+                        explainer=explainer_dir.name, label=label, audio=str(wav)
                     )
-                    interpretations[key][explainer_dir.name].audio = str(wav)
     chosen = []
     for fold in sorted({f for f, _ in clips}, key=_fold_key):
         own = [c for (f, _), c in sorted(clips.items()) if f == fold]
@@ -212,12 +213,14 @@ def _read(path: Path) -> np.ndarray:
 
 
 def magnitude(wave: np.ndarray) -> np.ndarray:
-    """``|STFT|`` (F, T) as the front end computes it (centred, reflect-padded)."""
-    padded = np.pad(wave, (N_FFT // 2, N_FFT // 2), mode="reflect")
-    frames = 1 + (len(padded) - N_FFT) // HOP_LENGTH
-    window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann
-    index = np.arange(N_FFT)[None, :] + HOP_LENGTH * np.arange(frames)[:, None]
-    return np.abs(np.fft.rfft(padded[index] * window, axis=1)).T
+    """``|STFT|`` (F, T) by the front end's own STFT, so the gallery shows what the
+    metrics and the classifier see."""
+    return _front_end().stft(torch.from_numpy(wave)[None]).abs()[0].numpy()
+
+
+@functools.cache
+def _front_end() -> FrontEnd:
+    return FrontEnd("cpu")
 
 
 def _pool(data: np.ndarray) -> np.ndarray:
@@ -264,10 +267,5 @@ def _gain(own: np.ndarray, source: np.ndarray, top: float, path: Path, report: P
 
 
 def _encode(wave: np.ndarray, path: Path, report: Path, compression: float) -> str:
-    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
-    if peak > 0.999:
-        wave = wave * (0.999 / peak)
-    sf.write(
-        str(path), wave, SAMPLE_RATE, format="OGG", subtype="VORBIS", compression_level=compression
-    )
+    write_audio(path, wave, compression=compression)
     return path.relative_to(report).as_posix()
