@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from l2i_bench.audio import write_audio
 from l2i_bench.cache import ensure_writable, folder_lock, remove_stale_temporaries
 from l2i_bench.data import ClipSet
 from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import failpoint
+from l2i_bench.listening import write_listening_examples
 from l2i_bench.provenance import environment
 from l2i_bench.registry import Registry
 from l2i_bench.results import (
@@ -257,38 +257,6 @@ def score_cell(
     return scores, row_values
 
 
-def write_listening_examples(
-    ws: FoldWorkspace,
-    explainer: str,
-    explained: ExplanationSet,
-    out: Path,
-    count: int,
-    conditions: dict[str, ConditionSet] | None = None,
-) -> None:
-    """A few interpretations as audio (with the original), to judge by ear: the first
-    ``count`` test clips, and the first clip of each condition set (synth's overlap and
-    noise mixtures) with its target stem, the sound a true explanation would keep. The
-    listening report (:mod:`l2i_bench.report`) lays them side by side."""
-    root = out / ws.dataset.name / "listen" / f"fold-{ws.fold}" / explainer
-    for i in range(min(count, len(explained.rows))):
-        clip = ws.test.clips[int(explained.rows[i])]
-        label = ws.dataset.class_names[int(explained.classes[i])].replace("/", "-")
-        write_audio(root / f"{clip.clip_id}--{label}.wav", explained.waveform[i])
-        write_audio(
-            root / f"{clip.clip_id}--original.wav", ws.test.waveform(int(explained.rows[i]))
-        )
-    for condition in (conditions or {}).values():
-        cond = condition.explanations
-        if not len(cond.rows) or "target" not in condition.stems:
-            continue
-        row = int(cond.rows[0])
-        clip_id = condition.batch.clip_ids[row]
-        label = ws.dataset.class_names[int(cond.classes[0])].replace("/", "-")
-        write_audio(root / f"{clip_id}--{label}.wav", cond.waveform[0])
-        write_audio(root / f"{clip_id}--original.wav", condition.batch.waveform[row])
-        write_audio(root / f"{clip_id}--target.wav", condition.stems["target"][row])
-
-
 def run_cell(
     ws: FoldWorkspace,
     explainer_cls: type[Explainer],
@@ -337,7 +305,14 @@ def run_cell(
     scores, row_values = score_cell(metrics, evaluation, metric_seconds)
     if config.listen and config.seed == config.grid_seeds[0]:  # one seed is enough to hear
         write_listening_examples(
-            ws, explainer_cls.name, explained, Path(config.out), config.listen, conditions
+            Path(config.out) / ws.dataset.name / "listen" / f"fold-{ws.fold}",
+            explainer_cls.name,
+            ws.test.clips,
+            ws.dataset.class_names,
+            explained,
+            ws.test.waveform,
+            config.listen,
+            conditions,
         )
     return CellResult(
         dataset=ws.dataset.name,

@@ -131,12 +131,13 @@ def _write_listening_examples(results: Path) -> None:
     t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
     tone = 0.4 * np.sin(2 * np.pi * 440 * t)
     noise = 0.1 * rng.standard_normal(t.size)
+    inputs = results / "listen" / "fold-1" / "_inputs"  # the layout of l2i_bench.listening
+    write_audio(inputs / "f1-c00-00--original.wav", tone + noise)
+    write_audio(inputs / "f1-mix-overlap--original.wav", tone + noise)
+    write_audio(inputs / "f1-mix-overlap--target.wav", tone)
     for name in pd.read_csv(results / "leaderboard.csv")["explainer"]:
         root = results / "listen" / "fold-1" / str(name)
-        write_audio(root / "f1-c00-00--original.wav", tone + noise)
         write_audio(root / "f1-c00-00--steady_tone.wav", tone * rng.uniform(0.2, 1.0))
-        write_audio(root / "f1-mix-overlap--original.wav", tone + noise)
-        write_audio(root / "f1-mix-overlap--target.wav", tone)
         write_audio(root / "f1-mix-overlap--steady_tone.wav", tone + noise * rng.uniform())
 
 

@@ -3,7 +3,7 @@ per clip, as small audio files and spectrograms on one colour scale.
 
 Method: the runner writes, per fold and explainer, the first test clips' original and
 interpretation, and on datasets with stems the first overlap and noise mixture with its
-target stem (:func:`l2i_bench.runner.write_listening_examples`). Here each clip is one
+target stem (:mod:`l2i_bench.listening`). Here each clip is one
 entry: the original (and the target), then one line per explainer with its player, its
 interpretation's spectrogram and the gain it applied.
 
