@@ -106,6 +106,42 @@ class ExplainerDefaults:
     interpreter_lr: float = 2e-4
 
 
+NO_DEFAULT: Any = object()
+
+
+def cast_option(value: Any, default: Any) -> Any:
+    """``--option`` text as the default's type (``true``/``1``/``yes``/``on`` for a
+    bool); as given when the default is ``None``. Raises ``ValueError`` when it does not
+    parse."""
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+                raise ValueError(f"{value!r} is not a yes/no value")
+            return lowered in {"1", "true", "yes", "on"}
+        return bool(value)
+    return type(default)(value) if default is not None else value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting an explainer reads with ``context.option(name)``, settable with
+    ``--option EXPLAINER.NAME=VALUE``.
+
+    Declaring it lets the host refuse a misspelt option before any work, list the
+    options (``l2i-bench plugins --options NAME``) and show each default per dataset.
+    ``default`` is a value, ``None`` (the method derives it, said in ``help``), or a
+    function of the dataset's :class:`ExplainerDefaults` (e.g. ``lambda d:
+    d.interpreter_epochs``); a given value is cast to the default's type.
+    """
+
+    default: Any
+    help: str
+
+    def resolve(self, defaults: ExplainerDefaults) -> Any:
+        return self.default(defaults) if callable(self.default) else self.default
+
+
 @dataclass(frozen=True)
 class ClassifierDefaults:
     """How the host trains the classifier for a dataset."""
@@ -295,21 +331,29 @@ class ExplainerContext:
     cache_key: str  # identifies data + classifier; put it in cache file names
     options: Mapping[str, Any] = field(default_factory=dict)  # --option NAME.key=value
     show_progress: bool = True
+    declared: Mapping[str, Option] = field(default_factory=dict)  # the explainer's options
     _options_read: set[str] = field(default_factory=set, init=False, repr=False)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def option(self, key: str, default: Any) -> Any:
-        """A user override cast to the default's type, else the default."""
+    def option(self, key: str, default: Any = NO_DEFAULT) -> Any:
+        """The value of ``--option EXPLAINER.KEY=...`` (or the dataset's override) cast
+        to the default's type, else the default: the one declared in the explainer's
+        ``options`` (resolved for this dataset) unless ``default`` is passed, which only
+        explainers that declare nothing do."""
         self._options_read.add(key)
+        if default is NO_DEFAULT:
+            if key not in self.declared:
+                raise KeyError(
+                    f"option {key!r} is read but not declared; add it to the explainer's "
+                    "`options` with its default and help"
+                )
+            default = self.declared[key].resolve(self.defaults)
         if key not in self.options:
             return default
-        value = self.options[key]
-        if isinstance(default, bool) and isinstance(value, str):
-            return value.lower() in {"1", "true", "yes", "on"}
-        return type(default)(value) if default is not None else value
+        return cast_option(self.options[key], default)
 
     def unused_options(self) -> list[str]:
         """Options given but never read: most likely typos, reported by the runner."""
@@ -361,8 +405,18 @@ class Explainer(ABC):
     has_surrogate: ClassVar[bool] = False
     tasks: ClassVar[frozenset[Task]] = BOTH_TASKS
 
+    options: ClassVar[Mapping[str, Option]] = {}
+    """Every setting :meth:`ExplainerContext.option` reads, with its default and help;
+    ``--option`` keys outside it are refused before a run starts. An explainer that
+    declares nothing passes defaults to ``option`` itself and is not checked."""
+    passes: ClassVar[str] = ""
+    """Cost per clip in passes, as the README's explainer table states it; ``{name}``
+    fields are filled with the option's default per dataset (``l2i-bench plugins
+    --options NAME``)."""
+
     def __init__(self, context: ExplainerContext) -> None:
         self.context = context
+        context.declared = type(self).options
 
     def fit(self, train: BatchSource, valid: BatchSource) -> dict[str, Any]:
         """Train on the training split (select on ``valid``, never on test).
