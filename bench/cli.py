@@ -1,4 +1,4 @@
-"""``l2i-bench``: run the grid, list plugins, download data, explain one file.
+"""l2i-bench: run the grid, list plugins, download data, explain one file.
 
 Errors a user can fix (:class:`BenchError`) are printed as two lines, the problem and
 the fix, with exit status 2; anything else is a bug and keeps its traceback.
@@ -14,8 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from l2i_bench import __version__
-from l2i_bench.errors import BenchError
+from l2i_bench.errors import BenchError, did_you_mean
 from l2i_bench.registry import Registry, load_registry
+
+LOCAL_OUT = Path("local-results")
+"""Where a user's runs go by default: the published ``results/`` change only when asked."""
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -54,6 +57,17 @@ def _parse_classifier(items: Sequence[str]) -> dict[str, float | int | str]:
     return parsed
 
 
+def _positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1 (``--limit``, ``--batch-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def _parse_seeds(spec: str) -> list[int]:
     """``--seeds 0,1,2`` -> ``[0, 1, 2]`` (order kept, duplicates refused)."""
     try:
@@ -84,7 +98,8 @@ def _explainer_names(spec: str, registry: Registry) -> list[str]:
             chosen += [n for n in names if registry.explainer(n).reference]
         elif item not in names and families:
             raise BenchError(
-                f"unknown explainer {item!r}, nor a group (explainers: {', '.join(names)}; "
+                f"unknown explainer {item!r}{did_you_mean(item, [*names, *families, 'all'])}, "
+                f"nor a group (explainers: {', '.join(names)}; "
                 f"groups: all, {', '.join(sorted(families))})",
                 "run `l2i-bench plugins` to list plugins and their groups",
             )
@@ -138,6 +153,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         if summary.failed
         else "."
     )
+    published = Path("results") / config.dataset
+    if (
+        Path(args.out).resolve() != Path("results").resolve()
+        and (published / "leaderboard.csv").is_file()
+    ):
+        failed += (
+            f"\nThe repository's published {config.dataset} results in {published} are "
+            f"untouched; compare yours with them: l2i-bench verify {published} --rerun "
+            f"{args.out}"
+        )
     print(
         f"\n{len(summary.computed)} cell(s) computed, {len(summary.skipped)} reused{failed}\n"
         f"leaderboard: {summary.leaderboard}\nlong results: {summary.results}\n"
@@ -164,6 +189,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     registry = load_registry()
+    if args.options:
+        return _print_options(registry, args.options)
     entries = [r.to_dict() for r in registry.all_registered()]
     if args.json:
         print(json.dumps(entries, indent=2))
@@ -175,6 +202,27 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             f"{e['kind']:<9} {e['name']:<{width}}  {e['group']:<{groups}}  {e['distribution']} "
             f"{e['distribution_version']}  ({e['plugin']})  {e['description']}"
         )
+    return 0
+
+
+def _print_options(registry: Registry, name: str) -> int:
+    """One explainer's options as a table: name, default (per dataset where it
+    differs), meaning; then its cost per clip on each dataset."""
+    from l2i_bench.options import cost_per_clip, option_rows, per_dataset
+
+    cls = registry.explainer(name)
+    datasets = [registry.dataset(d) for d in registry.names("dataset")]
+    print(f"{cls.name}: {cls.description}")
+    rows = option_rows(cls, datasets)
+    if not rows:
+        print("  no declared options")
+    width = max((len(r.name) for r in rows), default=0)
+    dwidth = max((len(r.default) for r in rows), default=0)
+    for row in rows:
+        print(f"  {row.name:<{width}}  {row.default:<{dwidth}}  {row.help}")
+    if cls.passes:
+        print(f"cost per clip: {per_dataset({d.name: cost_per_clip(cls, d) for d in datasets})}")
+    print(f"set one with --option {cls.name}.NAME=VALUE")
     return 0
 
 
@@ -195,17 +243,21 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from l2i_bench.cache import folder_lock
-    from l2i_bench.results import publish
+    from l2i_bench.report import read_board, terminal_table
+    from l2i_bench.results import publish, read_cells
 
+    load_registry().dataset(args.dataset)  # an unknown name: the list and the closest one
     root = Path(args.out) / args.dataset
-    if not (root / "cells").is_dir():
+    if not (root / "cells").is_dir() or not read_cells(args.out, args.dataset):
         raise BenchError(
             f"no cells to publish under {root / 'cells'}",
-            "run `l2i-bench run` first, or pass the --out folder that holds them",
+            f"run `l2i-bench run --dataset {args.dataset}` first, or pass the --out folder "
+            "that holds them (the published results: --out results)",
         )
     with folder_lock(root, message=f"waiting for the run that holds {root} ({{holder}}) to finish"):
         long_path, board_path = publish(args.out, args.dataset)
     print(f"rebuilt {board_path}, {long_path} and the files beside them")
+    print("\n" + terminal_table(read_board(board_path)))
     return 0
 
 
@@ -250,25 +302,41 @@ def cmd_explain(args: argparse.Namespace) -> int:
         classifier=_parse_classifier(args.classifier),
         show_progress=not args.quiet,
     )
-    written = explain_file(request, registry)
-    for path in written:
-        print(path)
+    result = explain_file(request, registry)
+    for line in result.summary:
+        print(line)
+    print("written:   " + "\n           ".join(str(p) for p in result.paths))
     return 0
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset plugin name (see `plugins`)")
     parser.add_argument(
-        "--data-dir", type=Path, default=None, help="data folder (default datasets/NAME)"
+        "--data-dir", type=Path, default=None, help="data folder (default: datasets/NAME)"
     )
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1"
     )
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--cache-dir", type=Path, default=Path(".cache"), help="trained models and decoded audio"
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds data splits, classifier, explainers and metrics (default: 0)",
     )
-    parser.add_argument("--option", action="append", default=[], metavar="EXPLAINER.KEY=VALUE")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(".cache"),
+        help="trained classifiers, fitted explainers and decoded audio (default: .cache/)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="EXPLAINER.KEY=VALUE",
+        help="an explainer setting, repeatable, e.g. --option l2i.epochs=5; "
+        "`l2i-bench plugins --options NAME` lists them with their defaults",
+    )
     parser.add_argument(
         "--classifier",
         action="append",
@@ -291,11 +359,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="'all', a group of explainers that share a family ('paper': the methods the "
         "L2I paper compares), or comma-separated names; groups bring the reference rows",
     )
-    run.add_argument("--folds", default=None, help="comma-separated folds (default: all present)")
-    run.add_argument("--limit", type=int, default=None, help="at most N test clips per fold")
-    run.add_argument("--out", type=Path, default=Path("results"))
+    run.add_argument(
+        "--folds",
+        default=None,
+        help="comma-separated folds (default: the dataset's own choice, every fold present "
+        "except on synth, which runs fold 1; `--folds 1,2,3,4,5` for all five)",
+    )
+    run.add_argument(
+        "--limit", type=_positive_int, default=None, help="at most N test clips per fold"
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=LOCAL_OUT,
+        help=f"where results go, as OUT/DATASET/ (default: {LOCAL_OUT}/, git-ignored; the "
+        "repository's published numbers live in results/ and change only with --out results)",
+    )
     run.add_argument("--force", action="store_true", help="recompute finished cells")
-    run.add_argument("--batch-size", type=int, default=16)
+    run.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=16,
+        help="clips explained and scored per batch (memory, not results)",
+    )
     run.add_argument(
         "--listen",
         type=int,
@@ -339,7 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
-    plugins.add_argument("--json", action="store_true")
+    plugins.add_argument("--json", action="store_true", help="as JSON, with every field")
+    plugins.add_argument(
+        "--options",
+        metavar="EXPLAINER",
+        default=None,
+        help="list one explainer's options: name, default (per dataset where it differs), "
+        "meaning, and its cost per clip",
+    )
     plugins.set_defaults(func=cmd_plugins)
 
     download = sub.add_parser("download", help="fetch a dataset's official archive")
@@ -348,8 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(func=cmd_download)
 
     publish = sub.add_parser("publish", help="rebuild the CSVs from the cell files")
-    publish.add_argument("--dataset", required=True)
-    publish.add_argument("--out", type=Path, default=Path("results"))
+    publish.add_argument("--dataset", required=True, help="dataset plugin name")
+    publish.add_argument(
+        "--out",
+        type=Path,
+        default=LOCAL_OUT,
+        help=f"the folder that holds DATASET/cells (default: {LOCAL_OUT}; the published "
+        "results: --out results)",
+    )
     publish.set_defaults(func=cmd_publish)
 
     check = sub.add_parser(
@@ -359,15 +458,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("results", type=Path, help="a published folder, e.g. results/synth")
     check.add_argument("--folds", default=None, help="only these folds (default: published)")
     check.add_argument("--seeds", default=None, help="only these seeds (default: published)")
-    check.add_argument("--limit", type=int, default=None, help="at most N test clips per fold")
-    check.add_argument("--out", type=Path, default=Path("verify"))
+    check.add_argument(
+        "--limit", type=_positive_int, default=None, help="at most N test clips per fold"
+    )
+    check.add_argument(
+        "--out", type=Path, default=Path("verify"), help="where the rerun goes (default: verify/)"
+    )
     check.add_argument(
         "--cache-dir",
         type=Path,
         default=None,
         help="reuse trained models from here (default: a fresh cache, everything retrained)",
     )
-    check.add_argument("--data-dir", type=Path, default=None)
+    check.add_argument(
+        "--data-dir", type=Path, default=None, help="data folder (default: datasets/NAME)"
+    )
     check.add_argument(
         "--rerun",
         type=Path,
@@ -379,13 +484,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_verify)
 
     explain = sub.add_parser("explain", help="explain one audio file of your own")
-    explain.add_argument("audio", type=Path)
-    explain.add_argument("--explainer", required=True)
+    explain.add_argument("audio", type=Path, help="a sound file (wav, flac, ogg, mp3...)")
+    explain.add_argument("--explainer", required=True, help="explainer plugin name")
     explain.add_argument("--fold", default=None, help="whose classifier to use (default: first)")
     explain.add_argument(
         "--class", dest="class_name", default=None, help="class to explain (default: predicted)"
     )
-    explain.add_argument("--out", type=Path, default=Path("explanations"))
+    explain.add_argument(
+        "--out",
+        type=Path,
+        default=Path("explanations"),
+        help="folder for the interpretation's audio and picture (default: explanations/)",
+    )
     _common(explain)
     explain.set_defaults(func=cmd_explain)
     return parser

@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from l2i_bench import hookspecs
-from l2i_bench.errors import BenchError
+from l2i_bench.errors import BenchError, did_you_mean
 from l2i_bench.types import Dataset, Explainer, Metric
 
 LOAD_PLUGINS_ENV = "L2I_BENCH_LOAD_PLUGINS"
@@ -83,7 +83,8 @@ class Registry:
         except KeyError:
             known = ", ".join(self.names(kind)) or "none"
             raise BenchError(
-                f"unknown {kind} {name!r} (installed: {known})",
+                f"unknown {kind} {name!r}{did_you_mean(name, self.names(kind))} "
+                f"(installed: {known})",
                 f"run `l2i-bench plugins` to list plugins; check {LOAD_PLUGINS_ENV} if it is set",
             ) from None
 

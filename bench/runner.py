@@ -29,6 +29,7 @@ from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import failpoint
 from l2i_bench.listening import write_listening_examples
+from l2i_bench.options import check_options
 from l2i_bench.provenance import environment
 from l2i_bench.registry import Registry
 from l2i_bench.results import (
@@ -438,6 +439,9 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
     dataset_cls = registry.dataset(config.dataset)
     explainer_classes = [registry.explainer(name) for name in config.explainers]
     metrics = registry.metrics()
+    check_options(
+        config.options, explainer_classes, dataset_cls, known_explainers=registry.names("explainer")
+    )
     ensure_writable(root, "--out")
     ensure_writable(Path(config.cache_dir), "--cache-dir")
     with folder_lock(root, message=f"waiting for the run that holds {root} ({{holder}}) to finish"):
@@ -447,6 +451,7 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
         determinism = apply_determinism(config.threads)
         device = resolve_device(config.device)
         dataset = dataset_cls(config.data_dir, seed=config.seed)
+        dataset.show_progress = config.show_progress
         dataset.prepare()
         for cls in explainer_classes:
             if dataset.task not in cls.tasks:
@@ -535,6 +540,14 @@ def _run_grid(
     quality: dict[str, dict[str, float]] = {}
     results_path = out / dataset.name / "results.csv"
     board_path = out / dataset.name / "leaderboard.csv"
+    grid = tqdm(
+        total=len(seeds) * len(folds) * len(explainer_classes),
+        desc=f"{dataset.name} grid",
+        unit="cell",
+        disable=not config.show_progress,
+        bar_format="{desc}: {n}/{total} cells |{bar:20}| {elapsed} elapsed, ETA {remaining}"
+        "{postfix}",
+    )
     try:
         for seed in seeds:
             seed_config = replace(config, seed=seed)
@@ -552,6 +565,7 @@ def _run_grid(
                         manifest["cells"].setdefault("not_applicable", []).append(
                             [fold, seed, cls.name]
                         )
+                        grid.update()
                         continue
                     path = cell_path(out, dataset.name, fold, cls.name, seed)
                     key = cell_config_key(seed_config, dataset, ws, cls, metrics)
@@ -561,6 +575,7 @@ def _run_grid(
                         skipped.append((fold, cls.name))
                         manifest["cells"]["skipped"].append([fold, seed, cls.name])
                         tqdm.write(f"{where}: done already, skipped")
+                        grid.update()
                         continue
                     try:
                         with (
@@ -574,6 +589,8 @@ def _run_grid(
                         manifest["cells"]["failed"].append([fold, seed, cls.name, error])
                         tqdm.write(f"{where}: FAILED: {error}", file=sys.stderr)
                         write_json_atomic(manifest_path, manifest)
+                        grid.set_postfix_str(f"{len(failed)} failed")
+                        grid.update()
                         continue
                     failpoint("cell")
                     write_json_atomic(path, cell.to_json())
@@ -584,6 +601,7 @@ def _run_grid(
                     )
                     write_json_atomic(manifest_path, manifest)
                     tqdm.write(f"{where}: written {path} ({cell_seconds[0]:.0f} s)")
+                    grid.update()
         manifest["status"] = "finished" if not failed else f"finished, {len(failed)} cell(s) failed"
     except KeyboardInterrupt as err:
         manifest["status"] = "interrupted" + (f" ({err})" if str(err) else "")
@@ -592,6 +610,7 @@ def _run_grid(
         manifest["status"] = f"failed: {type(err).__name__}: {err}"
         raise
     finally:
+        grid.close()
         manifest["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(manifest_path, manifest)
         if computed or skipped:

@@ -174,6 +174,10 @@ class Dataset(ABC):
     """Per-explainer option defaults for this dataset (e.g. fewer SLIME samples on a
     small generated set); ``--option`` overrides them and the manifest records both."""
 
+    show_progress: bool = True
+    """Set by the host from ``--quiet``: long preparation (generating, indexing) may
+    draw a progress bar only when it is true."""
+
     def __init__(self, data_dir: Path | None = None, *, seed: int = 0) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else self.default_data_dir()
         self.seed = seed

@@ -37,6 +37,7 @@ import csv
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,8 @@ from l2i_bench.types import (
     Split,
     Task,
 )
+
+GENERATED_MB = 168  # du -sh of a generated set (16-bit WAV mixes and stems)
 
 GENERATOR_VERSION = "1"
 """Bump whenever a change below alters the generated audio: it forces regeneration."""
@@ -489,16 +492,23 @@ class Synth(Dataset):
             return False
         return recorded == json.loads(json.dumps(version_record(self.data_seed)))
 
-    def prepare(self, *, show_progress: bool = True) -> None:
-        """Generate the data unless a set of this generator version and seed is there.
-        Two first runs at once: the second waits for the first's set instead of
-        generating (and replacing) it under its feet."""
+    def prepare(self, *, show_progress: bool | None = None) -> None:
+        """Generate the data unless a set of this generator version and seed is there,
+        saying where and how much first (a ``--data-dir`` pointed at the wrong empty
+        folder should not fill it unannounced). Two first runs at once: the second waits
+        for the first's set instead of generating (and replacing) it under its feet."""
+        show = self.show_progress if show_progress is None else show_progress
         if not self.is_current():
             with entry_lock(
                 self.data_dir, message=f"waiting for another run generating {self.data_dir}"
             ):
                 if not self.is_current():
-                    generate(self.data_dir, self.data_seed, show_progress=show_progress)
+                    print(
+                        f"synth: generating the embedded dataset into {self.data_dir} "
+                        f"({GENERATED_MB} MB, seed {self.data_seed}; reused by later runs)",
+                        file=sys.stderr,
+                    )
+                    generate(self.data_dir, self.data_seed, show_progress=show)
             self._rows = None
         missing = [
             r["filename"] for r in self._meta() if not (self.data_dir / r["filename"]).is_file()

@@ -64,7 +64,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +82,7 @@ from l2i_bench.types import (
     ExplainerContext,
     Explanation,
     MaskDomain,
+    Option,
     Task,
 )
 
@@ -184,11 +186,35 @@ class FlintExplainer(Explainer):
     unit = "attribute"
     needs_training = True
     has_surrogate = True
+    passes = "one forward pass (+ {am_steps} gradient steps for the AM audio)"
+    options: ClassVar[Mapping[str, Option]] = {
+        "attributes": Option(
+            lambda d: d.nmf_components, "number of attributes J (dataset's NMF K by default)"
+        ),
+        "hidden": Option(128, "channels of the attribute function's hidden layers"),
+        "w_of": Option(1.0, "weight of output fidelity (the head against the classifier)"),
+        "w_if": Option(10.0, "weight of input fidelity (decoder MSE on log(1 + |X|))"),
+        "w_entropy": Option(0.4, "weight of the diversity and conciseness entropy terms"),
+        "w_l1": Option(0.2, "weight of the L1 sparsity of the attributes"),
+        "warmup": Option(
+            True, "switch terms on in stages (of and L1 after 1/6 of the epochs, entropy after 1/3)"
+        ),
+        "epochs": Option(lambda d: d.interpreter_epochs, "training epochs (dataset default)"),
+        "lr": Option(lambda d: d.interpreter_lr, "Adam learning rate (dataset default)"),
+        "batch_size": Option(32, "training clips per step"),
+        "threshold": Option(
+            lambda d: d.relevance_threshold,
+            "relevance above which an attribute is relevant, 0 to 1 (dataset default)",
+        ),
+        "am_steps": Option(10, "Adam steps of the activation-maximisation audio (0: skip it)"),
+        "am_weaken_db": Option(10.0, "how much the AM starting input is lowered (dB)"),
+        "am_lr": Option(0.05, "Adam learning rate of the AM on log(1 + |X|)"),
+    }
 
     def __init__(self, context: ExplainerContext) -> None:
         super().__init__(context)
-        self.attributes = int(context.option("attributes", context.defaults.nmf_components))
-        self.hidden = int(context.option("hidden", 128))
+        self.attributes = int(context.option("attributes"))
+        self.hidden = int(context.option("hidden"))
         if self.attributes < 1:
             raise BenchError(
                 f"flint.attributes must be >= 1, got {self.attributes}",
@@ -219,12 +245,12 @@ class FlintExplainer(Explainer):
     def _weights(self, epoch: int, epochs: int) -> dict[str, float]:
         ctx = self.context
         weights = {
-            "of": float(ctx.option("w_of", 1.0)),
-            "if": float(ctx.option("w_if", 10.0)),
-            "entropy": float(ctx.option("w_entropy", 0.4)),
-            "l1": float(ctx.option("w_l1", 0.2)),
+            "of": float(ctx.option("w_of")),
+            "if": float(ctx.option("w_if")),
+            "entropy": float(ctx.option("w_entropy")),
+            "l1": float(ctx.option("w_l1")),
         }
-        if bool(ctx.option("warmup", True)):
+        if bool(ctx.option("warmup")):
             if epoch < int(epochs / 6):
                 weights["of"] = weights["l1"] = 0.0
             if epoch < int(epochs / 3):
@@ -246,9 +272,9 @@ class FlintExplainer(Explainer):
 
     def fit(self, train: BatchSource, valid: BatchSource) -> dict[str, Any]:
         ctx = self.context
-        epochs = int(ctx.option("epochs", ctx.defaults.interpreter_epochs))
-        lr = float(ctx.option("lr", ctx.defaults.interpreter_lr))
-        batch_size = int(ctx.option("batch_size", 32))
+        epochs = int(ctx.option("epochs"))
+        lr = float(ctx.option("lr"))
+        batch_size = int(ctx.option("batch_size"))
         if len(train) == 0:
             raise BenchError(
                 "flint cannot train: the training split is empty",
@@ -314,9 +340,7 @@ class FlintExplainer(Explainer):
         for m in self._modules().values():
             m.eval()
         classes = classes.to(batch.spec.device).long()
-        threshold = float(
-            self.context.option("threshold", self.context.defaults.relevance_threshold)
-        )
+        threshold = float(self.context.option("threshold"))
         with torch.no_grad():
             _, phi = self._attributes(batch.logmel)
             relevance = attribute_relevance(phi, self.head.weight, classes)
@@ -327,7 +351,7 @@ class FlintExplainer(Explainer):
             mask = (d_rel / (d_all + EPS)).clamp(0.0, 1.0)
             surrogate = self.head(phi)
         extra = {}
-        steps = int(self.context.option("am_steps", 10))
+        steps = int(self.context.option("am_steps"))
         if steps > 0:
             extra["activation_maximisation"] = self.activation_maximisation(batch, relevant, steps)
         return Explanation(
@@ -350,8 +374,8 @@ class FlintExplainer(Explainer):
         parameters never accumulate gradients.
         """
         fe = self.context.front_end
-        weak = float(self.context.option("am_weaken_db", 10.0))
-        lr = float(self.context.option("am_lr", 0.05))
+        weak = float(self.context.option("am_weaken_db"))
+        lr = float(self.context.option("am_lr"))
         scale = 10.0 ** (-weak / 10.0)  # log-mel is 10 log10(mel |X|): -10 dB = |X| * 0.1
         log_mag = torch.log1p(batch.magnitude * scale).detach().clone().requires_grad_(True)
         optimiser = torch.optim.Adam([log_mag], lr=lr)

@@ -12,12 +12,16 @@ count; the mask rule of :mod:`l2i_bench.plugins.explainers._attribution` follows
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from l2i_bench import hookimpl
 from l2i_bench.errors import BenchError
 from l2i_bench.plugins.explainers._attribution import AttributionExplainer
+from l2i_bench.types import Option
 
 
 def gradcam_maps(
@@ -38,9 +42,14 @@ class GradCamExplainer(AttributionExplainer):
     description = "Grad-CAM at the classifier's B4, B5 and B6 taps, averaged"
     version = "1"
     passes = "1 forward + 1 backward"
+    options: ClassVar[Mapping[str, Option]] = {
+        "layers": Option(
+            "B4,B5,B6", "comma-separated classifier taps whose maps are averaged (B4, B5, B6)"
+        ),
+    }
 
     def attribute(self, logmel: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        wanted = [s.strip() for s in str(self.context.option("layers", "B4,B5,B6")).split(",")]
+        wanted = [s.strip() for s in str(self.context.option("layers")).split(",")]
         available = tuple(self.context.classifier.tap_names)
         unknown = [name for name in wanted if name not in available]
         if unknown or not wanted:

@@ -12,6 +12,9 @@ per clip (16 by default); fitting reads the background clips once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import numpy as np
 import torch
 from captum.attr import GradientShap
@@ -19,17 +22,22 @@ from captum.attr import GradientShap
 from l2i_bench import hookimpl
 from l2i_bench.audio import TOP_DB
 from l2i_bench.plugins.explainers._attribution import AttributionExplainer
+from l2i_bench.types import Option
 
 
 class GradientShapExplainer(AttributionExplainer):
     name = "gradient-shap"
     description = "GradientSHAP: expected gradients over a background of training clips (captum)"
     version = "1"
-    passes = "samples (16) forward + backward"
+    passes = "{samples} forward + backward"
+    options: ClassVar[Mapping[str, Option]] = {
+        "background": Option(8, "training clips drawn as the baseline distribution (count)"),
+        "samples": Option(16, "baseline draws, each a random point on its path (count)"),
+    }
     needs_training = True
 
     def fit(self, train, valid):
-        count = min(int(self.context.option("background", 8)), len(train))
+        count = min(int(self.context.option("background")), len(train))
         rows = np.sort(np.random.default_rng(self.context.seed).permutation(len(train))[:count])
         batch = train.batch(rows) if hasattr(train, "batch") else next(iter(train.batches(count)))
         self.background = batch.logmel.detach().float().cpu()
@@ -53,7 +61,7 @@ class GradientShapExplainer(AttributionExplainer):
 
     def attribute(self, logmel: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         logmel = logmel.detach().requires_grad_(True)
-        samples = int(self.context.option("samples", 16))
+        samples = int(self.context.option("samples"))
         return GradientShap(self.logits).attribute(
             logmel,
             baselines=self._background_like(logmel),

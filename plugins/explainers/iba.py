@@ -63,7 +63,8 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +80,7 @@ from l2i_bench.types import (
     Explainer,
     ExplainerContext,
     Explanation,
+    Option,
 )
 
 ACTIVE_THRESHOLD = 0.01
@@ -295,6 +297,33 @@ class IbaExplainer(Explainer):
     unit = "time-frequency bin"
     needs_training = True
     has_surrogate = False
+    passes = (
+        "{draws} x {steps} forward + backward passes to B4 ({steps} Adam steps on {draws} "
+        "noise draws)"
+    )
+    options: ClassVar[Mapping[str, Option]] = {
+        "beta": Option(
+            10.0, "weight of the mean capacity (KL per B4 element, nats) against the class loss"
+        ),
+        "steps": Option(10, "Adam steps on the bottleneck's alpha per clip (count)"),
+        "lr": Option(1.0, "Adam learning rate of alpha"),
+        "draws": Option(10, "noise draws of the clip per step, batched (count)"),
+        "initial_alpha": Option(5.0, "initial alpha (logit of the bottleneck's keep share lambda)"),
+        "smooth_sigma": Option(
+            1.0, "Gaussian smoothing of lambda, standard deviation in B4 grid cells (0: none)"
+        ),
+        "min_std": Option(
+            0.01, "floor of the per-element noise standard deviation (B4 feature units)"
+        ),
+        "estimate_samples": Option(
+            10_000, "most training clips read to estimate the B4 statistics (count, >= 2)"
+        ),
+        "batch_size": Option(16, "clips per classifier pass when estimating the statistics"),
+        "rows_per_pass": Option(8, "clips optimised together (memory only, same result)"),
+        "tap": Option(
+            "B4", "classifier tap that carries the bottleneck (B4, B5 or B6 on KumarCNN)"
+        ),
+    }
 
     def __init__(self, context: ExplainerContext) -> None:
         super().__init__(context)
@@ -302,18 +331,15 @@ class IbaExplainer(Explainer):
         self._module: nn.Module | None = None
 
     # ------------------------------------------------------------- settings
-    def _opt(self, key: str, default: Any) -> Any:
-        return self.context.option(key, default)
-
     def _tap(self) -> str:
-        return str(self._opt("tap", "B4"))
+        return str(self.context.option("tap"))
 
     # ------------------------------------------------------------------ fit
     def fit(self, train: BatchSource, valid: BatchSource) -> dict[str, Any]:
         """Estimate the B4 feature statistics on (at most ``estimate_samples``)
         training clips; validation is not needed (nothing is selected)."""
-        limit = int(self._opt("estimate_samples", 10_000))
-        batch_size = int(self._opt("batch_size", 16))
+        limit = int(self.context.option("estimate_samples"))
+        batch_size = int(self.context.option("batch_size"))
         if limit < 2 or batch_size < 1:
             raise BenchError(
                 "iba options estimate_samples must be >= 2 and batch_size >= 1",
@@ -389,7 +415,7 @@ class IbaExplainer(Explainer):
         rows = len(batch)
         num_freqs, num_frames = batch.spec.shape[1:]
         device = batch.logmel.device
-        per_pass = max(1, int(self._opt("rows_per_pass", 8)))
+        per_pass = max(1, int(self.context.option("rows_per_pass")))
 
         params = list(classifier.parameters()) if isinstance(classifier, nn.Module) else []
         flags = [p.requires_grad for p in params]
@@ -433,15 +459,15 @@ class IbaExplainer(Explainer):
     ) -> torch.Tensor:
         """Run the bottleneck optimisation for a few clips; saliency ``(R, T', F')``."""
         classifier = self.context.classifier
-        draws = int(self._opt("draws", 10))
-        steps = int(self._opt("steps", 10))
-        beta = float(self._opt("beta", 10.0))
+        draws = int(self.context.option("draws"))
+        steps = int(self.context.option("steps"))
+        beta = float(self.context.option("beta"))
         if draws < 1 or steps < 1:
             raise BenchError("iba options draws and steps must be >= 1", "fix --option iba.*")
         rows = logmel.shape[0]
         seed = self.context.seed * 1_000_003 + zlib.crc32("|".join(clip_ids).encode())
         generator = torch.Generator(device=logmel.device).manual_seed(seed % (2**63))
-        std = self.stats["std"].clamp_min(float(self._opt("min_std", 0.01)))
+        std = self.stats["std"].clamp_min(float(self.context.option("min_std")))
         bottleneck = Bottleneck(
             rows,
             draws,
@@ -449,11 +475,11 @@ class IbaExplainer(Explainer):
             std,
             self.stats["active"],
             bool(self.stats["relu"]),
-            float(self._opt("smooth_sigma", 1.0)),
-            float(self._opt("initial_alpha", 5.0)),
+            float(self.context.option("smooth_sigma")),
+            float(self.context.option("initial_alpha")),
             generator,
         )
-        optimiser = torch.optim.Adam([bottleneck.alpha], lr=float(self._opt("lr", 1.0)))
+        optimiser = torch.optim.Adam([bottleneck.alpha], lr=float(self.context.option("lr")))
         inputs = logmel.repeat_interleave(draws, dim=0)
         targets = classes.long().repeat_interleave(draws)
         assert self._module is not None

@@ -11,23 +11,33 @@ passes per clip (32 by default).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 from captum.attr import IntegratedGradients
 
 from l2i_bench import hookimpl
 from l2i_bench.plugins.explainers._attribution import AttributionExplainer, silence_floor
+from l2i_bench.types import Option
 
 
 class IntegratedGradientsExplainer(AttributionExplainer):
     name = "integrated-gradients"
     description = "Integrated Gradients from the silence floor on the log-mel input (captum)"
     version = "1"
-    passes = "steps (32) forward + backward"
+    passes = "{steps} forward + backward"
+    options: ClassVar[Mapping[str, Option]] = {
+        "steps": Option(32, "Gauss-Legendre nodes on the path from the silence floor (count)"),
+        "internal_batch_size": Option(
+            64, "path points per classifier pass (rows; memory only, same result)"
+        ),
+    }
 
     def attribute(self, logmel: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         logmel = logmel.detach().requires_grad_(True)
-        steps = int(self.context.option("steps", 32))
-        chunk = int(self.context.option("internal_batch_size", 64))
+        steps = int(self.context.option("steps"))
+        chunk = int(self.context.option("internal_batch_size"))
         return IntegratedGradients(self.logits).attribute(
             logmel,
             baselines=silence_floor(logmel),

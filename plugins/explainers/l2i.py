@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -50,6 +51,7 @@ from l2i_bench.types import (
     ExplainerContext,
     Explanation,
     MaskDomain,
+    Option,
     Task,
 )
 
@@ -249,14 +251,51 @@ class L2IExplainer(Explainer):
     unit: ClassVar[str] = "NMF component"
     needs_training: ClassVar[bool] = True
     has_surrogate: ClassVar[bool] = True
+    passes: ClassVar[str] = "one forward pass"
+    options: ClassVar[Mapping[str, Option]] = {
+        "components": Option(
+            lambda d: d.nmf_components, "NMF dictionary size K (components; dataset default)"
+        ),
+        "strategy": Option(
+            lambda d: d.dictionary_strategy,
+            "how the dictionary is learned: global or noise_then_class (dataset default)",
+        ),
+        "nmf_beta": Option(1.0, "beta of the sparse-NMF divergence (1: Kullback-Leibler)"),
+        "nmf_mu": Option(0.8, "sparsity weight (L1) of the NMF activations"),
+        "nmf_iter": Option(200, "most NMF iterations (count)"),
+        "nmf_chunk": Option(5, "consecutive frames averaged into one NMF column (frames; 1: none)"),
+        "noise_components": Option(
+            10, "components learned on the noise first (noise_then_class strategy only)"
+        ),
+        "clips_per_class": Option(
+            700, "most clips per class read for the dictionary (noise_then_class only)"
+        ),
+        "epochs": Option(
+            lambda d: d.interpreter_epochs, "interpreter training epochs (dataset default)"
+        ),
+        "lr": Option(lambda d: d.interpreter_lr, "Adam learning rate (dataset default)"),
+        "batch_size": Option(32, "training clips per step"),
+        "alpha": Option(10.0, "weight of the NMF reconstruction loss (MSE on log(1 + |X|))"),
+        "beta": Option(0.8, "weight of the L1 sparsity loss on the activations H"),
+        "threshold": Option(
+            lambda d: d.relevance_threshold,
+            "relevance above which a component is kept, 0 to 1 (dataset default)",
+        ),
+        "top_k": Option(TOP_K, "most relevant components kept in the mask (count)"),
+        "dropout": Option(
+            None,
+            "dropout on the attention pooling's input, 0 to 1; derived from the task when "
+            "unset: 0.4 multiclass, 0 multilabel",
+        ),
+        "mask_domain": Option("log", "domain of the component mask: log (the paper's) or linear"),
+    }
 
     def __init__(self, context: ExplainerContext) -> None:
         super().__init__(context)
-        d = context.defaults
-        self.n_components = int(context.option("components", d.nmf_components))
-        self.threshold = float(context.option("threshold", d.relevance_threshold))
-        self.top_k = int(context.option("top_k", TOP_K))
-        self.mask_domain = str(context.option("mask_domain", "log"))
+        self.n_components = int(context.option("components"))
+        self.threshold = float(context.option("threshold"))
+        self.top_k = int(context.option("top_k"))
+        self.mask_domain = str(context.option("mask_domain"))
         self.device = torch.device(context.device)
         self.W: torch.Tensor | None = None
         self.phi: Phi | None = None
@@ -272,8 +311,10 @@ class L2IExplainer(Explainer):
                 "the classifier exposes no tap_channels; l2i needs its B4/B5/B6 channel counts",
                 "use l2i_bench.classifier.KumarCNN",
             )
-        default_dropout = 0.4 if self.context.task == Task.MULTICLASS else 0.0  # §3.3
-        dropout = float(self.context.option("dropout", default_dropout))
+        dropout = self.context.option("dropout")
+        if dropout is None:
+            dropout = 0.4 if self.context.task == Task.MULTICLASS else 0.0  # §3.3
+        dropout = float(dropout)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.context.seed)
             self.phi = Phi(dict(tap_channels), n_components).to(self.device)
@@ -311,12 +352,11 @@ class L2IExplainer(Explainer):
 
     def fit(self, train: BatchSource, valid: BatchSource) -> dict[str, Any]:
         ctx = self.context
-        d = ctx.defaults
-        strategy = str(ctx.option("strategy", d.dictionary_strategy))
-        nmf_beta = float(ctx.option("nmf_beta", 1.0))
-        nmf_mu = float(ctx.option("nmf_mu", 0.8))
-        nmf_iter = int(ctx.option("nmf_iter", 200))
-        chunk = int(ctx.option("nmf_chunk", 5))
+        strategy = str(ctx.option("strategy"))
+        nmf_beta = float(ctx.option("nmf_beta"))
+        nmf_mu = float(ctx.option("nmf_mu"))
+        nmf_iter = int(ctx.option("nmf_iter"))
+        chunk = int(ctx.option("nmf_chunk"))
         W = learn_dictionary(
             train,
             self.n_components,
@@ -329,8 +369,8 @@ class L2IExplainer(Explainer):
             device=self.device,
             cache_dir=ctx.cache_dir,
             cache_key=ctx.cache_key,
-            noise_components=int(ctx.option("noise_components", 10)),
-            clips_per_class=int(ctx.option("clips_per_class", 700)),
+            noise_components=int(ctx.option("noise_components")),
+            clips_per_class=int(ctx.option("clips_per_class")),
             show_progress=ctx.show_progress,
         )
         self.W = W.to(self.device)
@@ -339,11 +379,11 @@ class L2IExplainer(Explainer):
         if getattr(ctx.classifier, "training", False):
             ctx.classifier.eval()  # type: ignore[attr-defined]  # frozen BatchNorm statistics
 
-        epochs = int(ctx.option("epochs", d.interpreter_epochs))
-        lr = float(ctx.option("lr", d.interpreter_lr))
-        batch_size = int(ctx.option("batch_size", 32))
-        alpha = float(ctx.option("alpha", 10.0))
-        beta = float(ctx.option("beta", 0.8))
+        epochs = int(ctx.option("epochs"))
+        lr = float(ctx.option("lr"))
+        batch_size = int(ctx.option("batch_size"))
+        alpha = float(ctx.option("alpha"))
+        beta = float(ctx.option("beta"))
         params = list(phi.parameters()) + list(theta.parameters())
         optimiser = torch.optim.Adam(params, lr=lr)
         best: tuple[float, float] | None = None

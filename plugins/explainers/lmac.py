@@ -49,8 +49,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ from tqdm.auto import tqdm
 from l2i_bench import hookimpl
 from l2i_bench.errors import BenchError
 from l2i_bench.perturb import kept_magnitude, removed_magnitude
-from l2i_bench.types import AudioBatch, Explainer, Explanation, MaskDomain, Task
+from l2i_bench.types import AudioBatch, Explainer, Explanation, MaskDomain, Option, Task
 
 TAPS = ("B4", "B5", "B6")
 WEIGHTS = {"l_in": 4.0, "l_out": 0.2, "l1": 0.4, "tv": 0.0}
@@ -152,6 +152,20 @@ class LmacExplainer(Explainer):
     description = "L-MAC: decoder on the B4-B6 taps, mask that keeps the class in and out"
     version = "1"
     needs_training = True
+    passes = "1 forward + 1 decoder pass"
+    options: ClassVar[Mapping[str, Option]] = {
+        "epochs": Option(
+            lambda d: d.interpreter_epochs, "decoder training epochs (dataset's interpreter budget)"
+        ),
+        "lr": Option(2e-4, "Adam learning rate of the decoder"),
+        "batch_size": Option(16, "training clips per step"),
+        "l_in": Option(WEIGHTS["l_in"], "weight of the kept input's class cross-entropy"),
+        "l_out": Option(
+            WEIGHTS["l_out"], "weight of the removed input's class cross-entropy (subtracted)"
+        ),
+        "l1": Option(WEIGHTS["l1"], "weight of the mask's mean absolute value (L1)"),
+        "tv": Option(WEIGHTS["tv"], "weight of the mask's total variation (0: off, the recipe's)"),
+    }
 
     def __init__(self, context) -> None:
         super().__init__(context)
@@ -228,10 +242,15 @@ class LmacExplainer(Explainer):
 
     def fit(self, train, valid) -> dict[str, Any]:
         ctx = self.context
-        epochs = int(ctx.option("epochs", ctx.defaults.interpreter_epochs))
-        lr = float(ctx.option("lr", 2e-4))
-        batch_size = int(ctx.option("batch_size", 16))
-        self.weights = {k: float(ctx.option(k, v)) for k, v in WEIGHTS.items()}
+        epochs = int(ctx.option("epochs"))
+        lr = float(ctx.option("lr"))
+        batch_size = int(ctx.option("batch_size"))
+        self.weights = {
+            "l_in": float(ctx.option("l_in")),
+            "l_out": float(ctx.option("l_out")),
+            "l1": float(ctx.option("l1")),
+            "tv": float(ctx.option("tv")),
+        }
         if len(train) == 0:
             raise BenchError(
                 "lmac cannot train: the training split is empty",

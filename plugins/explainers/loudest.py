@@ -12,10 +12,13 @@ a contender. Cost: one sort of the bins per clip.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 
 from l2i_bench import hookimpl, perturb
-from l2i_bench.types import AudioBatch, Explainer, Explanation
+from l2i_bench.types import AudioBatch, Explainer, Explanation, Option
 
 
 class LoudestExplainer(Explainer):
@@ -23,9 +26,13 @@ class LoudestExplainer(Explainer):
     description = "Reference: the loudest bins holding a set share of the energy"
     unit = "STFT frame"
     reference = True
+    passes = "one sort of the bins, no classifier pass"
+    options: ClassVar[Mapping[str, Option]] = {
+        "coverage": Option(0.5, "share of the clip's energy the kept loudest bins hold (0 to 1)"),
+    }
 
     def explain(self, batch: AudioBatch, classes: torch.Tensor) -> Explanation:
-        coverage = float(self.context.option("coverage", 0.5))
+        coverage = float(self.context.option("coverage"))
         share = torch.full((len(batch),), coverage)
         mask = perturb.loudest_masks(batch.spec.cpu(), share)
         return Explanation(mask=mask.to(batch.spec.device), relevance=mask.mean(dim=1))

@@ -13,23 +13,39 @@ and 781 for a 5 s one (T = 431).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 from captum.attr import Occlusion
 
 from l2i_bench import hookimpl
 from l2i_bench.plugins.explainers._attribution import AttributionExplainer, silence_floor
+from l2i_bench.types import Option
 
 
 class OcclusionExplainer(AttributionExplainer):
     name = "occlusion"
     description = "Occlusion: class-logit drop when a log-mel patch is silenced (captum)"
     version = "1"
-    passes = "one forward per window position, no backward (301 for 2 s, 781 for 5 s)"
+    passes = (
+        "one forward per window position plus one ({window_frames} x {window_mels} log-mel "
+        "patches, stride {stride_frames} x {stride_mels}), no backward"
+    )
+    options: ClassVar[Mapping[str, Option]] = {
+        "window_frames": Option(16, "patch length along time (log-mel frames)"),
+        "window_mels": Option(16, "patch height along frequency (mel bands)"),
+        "stride_frames": Option(8, "step between patches along time (log-mel frames)"),
+        "stride_mels": Option(8, "step between patches along frequency (mel bands)"),
+        "perturbations_per_eval": Option(
+            32, "occluded copies per classifier pass (memory only, same result)"
+        ),
+    }
 
     def attribute(self, logmel: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         option = self.context.option
-        window = (1, int(option("window_frames", 16)), int(option("window_mels", 16)))
-        stride = (1, int(option("stride_frames", 8)), int(option("stride_mels", 8)))
+        window = (1, int(option("window_frames")), int(option("window_mels")))
+        stride = (1, int(option("stride_frames")), int(option("stride_mels")))
         with torch.no_grad():
             return Occlusion(self.logits).attribute(
                 logmel,
@@ -37,7 +53,7 @@ class OcclusionExplainer(AttributionExplainer):
                 strides=stride,
                 baselines=silence_floor(logmel),
                 target=classes,
-                perturbations_per_eval=int(option("perturbations_per_eval", 32)),
+                perturbations_per_eval=int(option("perturbations_per_eval")),
             )
 
 

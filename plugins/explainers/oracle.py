@@ -32,6 +32,7 @@ class OracleExplainer(Explainer):
     reference = True
     needs_stems = True
     inverted = False
+    passes = "two STFTs (the stems), no classifier pass"
 
     def explain(self, batch: AudioBatch, classes: torch.Tensor) -> Explanation:
         missing = [s for s in ("target", "interference") if s not in batch.stems]

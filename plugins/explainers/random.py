@@ -12,11 +12,13 @@ show chance level too. All are seeded per clip, so reruns agree. A reference row
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 
 from l2i_bench import hookimpl
-from l2i_bench.types import AudioBatch, Explainer, Explanation
+from l2i_bench.types import AudioBatch, Explainer, Explanation, Option
 
 
 class RandomExplainer(Explainer):
@@ -26,9 +28,13 @@ class RandomExplainer(Explainer):
     unit = "STFT frame"
     has_surrogate = True  # a chance-level one: fidelity columns show what chance scores
     reference = True
+    passes = "no classifier pass (seeded random draws)"
+    options: ClassVar[Mapping[str, Option]] = {
+        "coverage": Option(0.2, "share of the time-frequency bins the random mask keeps (0 to 1)"),
+    }
 
     def explain(self, batch: AudioBatch, classes: torch.Tensor) -> Explanation:
-        coverage = float(self.context.option("coverage", 0.2))
+        coverage = float(self.context.option("coverage"))
         n, freqs, frames = batch.spec.shape
         masks = torch.zeros(n, freqs, frames)
         relevance = torch.zeros(n, frames)

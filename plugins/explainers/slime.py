@@ -120,8 +120,8 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -133,7 +133,7 @@ from tqdm.auto import tqdm
 from l2i_bench import hookimpl
 from l2i_bench.audio import HOP_LENGTH, N_MELS, SAMPLE_RATE
 from l2i_bench.errors import BenchError
-from l2i_bench.types import AudioBatch, Explainer, ExplainerContext, Explanation
+from l2i_bench.types import AudioBatch, Explainer, ExplainerContext, Explanation, Option
 
 SEGMENTATIONS = ("temporal", "spectral", "time_frequency")
 DEFAULT_SEGMENTATION = "time_frequency"
@@ -338,6 +338,30 @@ class SlimeExplainer(Explainer):
     unit = "segment"
     needs_training = False
     has_surrogate = False
+    passes = "{samples} forward passes, batched"
+    options: ClassVar[Mapping[str, Option]] = {
+        "segmentation": Option(
+            DEFAULT_SEGMENTATION, "segments to perturb: temporal, spectral or time_frequency"
+        ),
+        "samples": Option(1000, "neighbourhood size: perturbed clips classified (count, >= 2)"),
+        "segment_ms": Option(
+            "auto", "time segment length in ms, or auto (a tenth of the clip, 100 to 500 ms)"
+        ),
+        "bands": Option(DEFAULT_BANDS, "mel-spaced frequency bands (a divisor of 128)"),
+        "keep_share": Option(
+            None,
+            "share of the segments kept, in (0, 1]; derived from segmentation when unset: "
+            f"{DEFAULT_KEEP_SHARE['time_frequency']} on time_frequency, "
+            f"{DEFAULT_KEEP_SHARE['temporal']} on temporal, "
+            f"{DEFAULT_KEEP_SHARE['spectral']} on spectral",
+        ),
+        "kernel_width": Option(0.25, "width sigma of the cosine kernel on the binary masks"),
+        "ridge_alpha": Option(1.0, "L2 penalty of the weighted ridge surrogate (>= 0)"),
+        "perturbations_per_eval": Option(
+            100, "perturbed clips per classifier pass (memory only, same result)"
+        ),
+        "fade_ms": Option(10.0, "cross-fade at time segment borders (ms, >= 0)"),
+    }
 
     def __init__(self, context: ExplainerContext) -> None:
         super().__init__(context)
@@ -345,28 +369,31 @@ class SlimeExplainer(Explainer):
 
     def _settings(self) -> dict[str, Any]:
         opt = self.context.option
-        segmentation = str(opt("segmentation", DEFAULT_SEGMENTATION)).strip().lower()
+        segmentation = str(opt("segmentation")).strip().lower()
         segmentation = segmentation.replace("-", "_")
         if segmentation not in SEGMENTATIONS:
             raise BenchError(
                 f"slime option segmentation={segmentation!r} is not one of {SEGMENTATIONS}",
                 "pass --option slime.segmentation=temporal|spectral|time_frequency",
             )
-        raw_ms = str(opt("segment_ms", "auto")).strip().lower()
+        raw_ms = str(opt("segment_ms")).strip().lower()
         try:
             segment_ms = None if raw_ms == "auto" else float(raw_ms)
         except ValueError:
             segment_ms = math.nan
+        keep_share = opt("keep_share")
+        if keep_share is None:
+            keep_share = DEFAULT_KEEP_SHARE[segmentation]
         settings = {
             "segmentation": segmentation,
-            "samples": int(opt("samples", 1000)),
+            "samples": int(opt("samples")),
             "segment_ms": segment_ms,
-            "bands": int(opt("bands", DEFAULT_BANDS)),
-            "keep_share": float(opt("keep_share", DEFAULT_KEEP_SHARE[segmentation])),
-            "kernel_width": float(opt("kernel_width", 0.25)),
-            "ridge_alpha": float(opt("ridge_alpha", 1.0)),
-            "perturbations_per_eval": int(opt("perturbations_per_eval", 100)),
-            "fade_ms": float(opt("fade_ms", 10.0)),
+            "bands": int(opt("bands")),
+            "keep_share": float(keep_share),
+            "kernel_width": float(opt("kernel_width")),
+            "ridge_alpha": float(opt("ridge_alpha")),
+            "perturbations_per_eval": int(opt("perturbations_per_eval")),
+            "fade_ms": float(opt("fade_ms")),
         }
         checks = [
             ("samples", settings["samples"] >= 2),

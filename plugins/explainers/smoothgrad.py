@@ -10,24 +10,34 @@ forward + backward passes per clip (16 by default).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 from captum.attr import NoiseTunnel, Saliency
 
 from l2i_bench import hookimpl
 from l2i_bench.audio import TOP_DB
 from l2i_bench.plugins.explainers._attribution import AttributionExplainer
+from l2i_bench.types import Option
 
 
 class SmoothGradExplainer(AttributionExplainer):
     name = "smoothgrad"
     description = "SmoothGrad: saliency averaged over noisy log-mel inputs (captum NoiseTunnel)"
     version = "1"
-    passes = "samples (16) forward + backward"
+    passes = "{samples} forward + backward"
+    options: ClassVar[Mapping[str, Option]] = {
+        "samples": Option(16, "noisy copies of the log-mel input averaged (count)"),
+        "noise": Option(
+            0.15, "noise standard deviation as a share of the input's 80 dB range (0.15: 12 dB)"
+        ),
+    }
 
     def attribute(self, logmel: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         logmel = logmel.detach().requires_grad_(True)
-        samples = int(self.context.option("samples", 16))
-        noise = float(self.context.option("noise", 0.15))
+        samples = int(self.context.option("samples"))
+        noise = float(self.context.option("noise"))
         return NoiseTunnel(Saliency(self.logits)).attribute(
             logmel,
             nt_type="smoothgrad",

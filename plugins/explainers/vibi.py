@@ -89,7 +89,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +99,15 @@ from tqdm.auto import tqdm
 
 from l2i_bench import hookimpl
 from l2i_bench.errors import BenchError
-from l2i_bench.types import AudioBatch, BatchSource, Explainer, ExplainerContext, Explanation, Task
+from l2i_bench.types import (
+    AudioBatch,
+    BatchSource,
+    Explainer,
+    ExplainerContext,
+    Explanation,
+    Option,
+    Task,
+)
 
 MEL_CHUNKS = 4
 TIME_CHUNKS = 10
@@ -279,13 +288,33 @@ class VibiExplainer(Explainer):
     unit = "chunk"
     needs_training = True
     has_surrogate = True
+    passes = "two forward passes"
+    options: ClassVar[Mapping[str, Option]] = {
+        "k": Option(10, f"chunks selected of the {NUM_CHUNKS} (1 to {NUM_CHUNKS})"),
+        "k_sweep": Option(
+            "",
+            'comma-separated K values trained and selected on validation, e.g. "5,10,15,20" '
+            "(empty: k alone)",
+        ),
+        "epochs": Option(
+            DEFAULT_EPOCHS, "most training epochs per K, cut by early stopping (SONYC-UST: 30)"
+        ),
+        "patience": Option(
+            DEFAULT_PATIENCE, "epochs without better validation fidelity before stopping (0: never)"
+        ),
+        "lr": Option(5e-4, "Adam learning rate"),
+        "batch_size": Option(32, "training clips per step"),
+        "beta": Option(0.1, "weight of the information term K KL(p || uniform)"),
+        "tau": Option(0.5, "Gumbel-softmax temperature of the relaxed K-hot sample"),
+        "hidden": Option(16, "channel width of the explainer and approximator CNNs"),
+    }
 
     def __init__(self, context: ExplainerContext) -> None:
         super().__init__(context)
-        self.k = int(context.option("k", 10))
-        self.hidden = int(context.option("hidden", 16))
-        self.tau = float(context.option("tau", 0.5))
-        self.beta = float(context.option("beta", 0.1))
+        self.k = int(context.option("k"))
+        self.hidden = int(context.option("hidden"))
+        self.tau = float(context.option("tau"))
+        self.beta = float(context.option("beta"))
         if not 1 <= self.k <= NUM_CHUNKS:
             raise BenchError(
                 f"vibi.k must be between 1 and {NUM_CHUNKS}, got {self.k}",
@@ -306,7 +335,7 @@ class VibiExplainer(Explainer):
     def _epochs(self) -> int:
         """The epoch budget: the appendix's 100 (ESC-50; SONYC-UST sets 30 through its
         ``explainer_options``), cut short by early stopping."""
-        epochs = int(self.context.option("epochs", DEFAULT_EPOCHS))
+        epochs = int(self.context.option("epochs"))
         if epochs < 1:
             raise BenchError(
                 f"vibi.epochs must be >= 1, got {epochs}", "pass e.g. --option vibi.epochs=100"
@@ -315,7 +344,7 @@ class VibiExplainer(Explainer):
 
     def _patience(self) -> int:
         """Epochs without a better validation fidelity before training stops (0: never)."""
-        patience = int(self.context.option("patience", DEFAULT_PATIENCE))
+        patience = int(self.context.option("patience"))
         if patience < 0:
             raise BenchError(
                 f"vibi.patience must be >= 0, got {patience}", "pass e.g. --option vibi.patience=10"
@@ -323,7 +352,7 @@ class VibiExplainer(Explainer):
         return patience
 
     def _k_values(self) -> list[int]:
-        sweep = str(self.context.option("k_sweep", "")).strip()
+        sweep = str(self.context.option("k_sweep")).strip()
         if not sweep:
             return [self.k]
         try:
@@ -390,8 +419,8 @@ class VibiExplainer(Explainer):
     def _train_one_k(self, train: BatchSource, valid: BatchSource, k: int) -> dict[str, Any]:
         ctx = self.context
         epochs, patience = self._epochs(), self._patience()
-        lr = float(ctx.option("lr", 5e-4))
-        batch_size = int(ctx.option("batch_size", 32))
+        lr = float(ctx.option("lr"))
+        batch_size = int(ctx.option("batch_size"))
         self._build()
         params = list(self.explainer.parameters()) + list(self.approximator.parameters())
         optimiser = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))

@@ -37,6 +37,9 @@ STFT, classifier forward and backward.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import numpy as np
 import ptwt
 import pywt
@@ -45,7 +48,7 @@ import torch.nn.functional as F
 
 from l2i_bench import hookimpl
 from l2i_bench.audio import HOP_LENGTH, N_FREQS, SAMPLE_RATE
-from l2i_bench.types import AudioBatch, Explainer, Explanation
+from l2i_bench.types import AudioBatch, Explainer, Explanation, Option
 
 WAVELET = "db4"
 LEVELS = 8
@@ -132,9 +135,13 @@ class WamIntegratedExplainer(WamExplainer):
     name = "wam-ig"
     description = "WAM: integrated gradients on the waveform's wavelet coefficients"
     version = "1"
+    passes = "{steps} x (wavelet inverse, STFT, forward, backward)"
+    options: ClassVar[Mapping[str, Option]] = {
+        "steps": Option(32, "Gauss-Legendre nodes on the path from all-zero coefficients (count)"),
+    }
 
     def attribute(self, wave: torch.Tensor, classes: torch.Tensor) -> list[torch.Tensor]:
-        steps = int(self.context.option("steps", 32))
+        steps = int(self.context.option("steps"))
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         coeffs = decompose(wave)
         total = [torch.zeros_like(c) for c in coeffs]
@@ -150,10 +157,15 @@ class WamSmoothExplainer(WamExplainer):
     name = "wam-sg"
     description = "WAM: SmoothGrad on the waveform's wavelet coefficients"
     version = "1"
+    passes = "{samples} x (wavelet inverse, STFT, forward, backward)"
+    options: ClassVar[Mapping[str, Option]] = {
+        "samples": Option(16, "noisy copies of the wavelet coefficients averaged (count)"),
+        "noise": Option(0.1, "noise standard deviation as a share of the clip's range (max - min)"),
+    }
 
     def attribute(self, wave: torch.Tensor, classes: torch.Tensor) -> list[torch.Tensor]:
-        samples = int(self.context.option("samples", 16))
-        noise = float(self.context.option("noise", 0.1))
+        samples = int(self.context.option("samples"))
+        noise = float(self.context.option("noise"))
         sigma = noise * (wave.amax(-1) - wave.amin(-1))  # (B,)
         coeffs = decompose(wave)
         total = [torch.zeros_like(c) for c in coeffs]
