@@ -257,6 +257,14 @@ ARROWS = {"higher": "↑", "lower": "↓", "neutral": "·"}
 FAILS_VALIDITY = "✗"
 """Appended to the header of a column that failed the metric validity check."""
 
+UNITLESS = frozenset(
+    {"", "fraction", "probability", "energy share", "AUC", "AP", "AUPRC", "index"}
+    | {"probability x step"}
+)
+"""Units of numbers in [0, 1] that need no label; every other unit (``%``, ``logit``,
+``ms``, ``s``, ``MB``, ``nats``, ``rows``) is written in the header, ``lmac_ai ↑ [%]``,
+so that a percentage is never read as a fraction beside it."""
+
 
 def leaderboard(
     cells: list[CellResult],
@@ -277,6 +285,7 @@ def leaderboard(
     ranks = ranks or {}
     columns = list(dict.fromkeys(long["column"]))
     direction = dict(zip(long["column"], long["direction"], strict=False))
+    unit = dict(zip(long["column"], long["unit"].fillna(""), strict=False))
     explainers = list(dict.fromkeys(long["explainer"]))
     records = []
     for name in explainers:
@@ -291,7 +300,7 @@ def leaderboard(
         }
         for column in columns:
             values = own.loc[own["column"] == column, "value"].astype(float).dropna()
-            header = _header(column, direction[column], column in failing)
+            header = _header(column, direction[column], column in failing, unit[column])
             rec[header] = values.mean() if len(values) else np.nan
             rec[f"{column}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
             if direction[column] != "neutral" and len(values):
@@ -300,17 +309,43 @@ def leaderboard(
                 )
             rank = ranks.get(column, {}).get(name)
             rec[f"{column}_rank"] = np.nan if rank is None else rank
+        rec["notes"] = ""  # filled once the columns shown are known
         records.append(rec)
     table = pd.DataFrame.from_records(records)
     # Columns empty for every explainer say nothing here; the long CSV keeps them.
     table = table.dropna(axis=1, how="all")
+    shown = {c.split(" ")[0] for c in table.columns}
+    table["notes"] = [row_notes(long, cells, name, shown) for name in table["explainer"]]
     refs = table["reference"].astype(bool)
     return pd.concat([table[~refs], table[refs]], ignore_index=True)
 
 
-def _header(column: str, direction: str, failing: bool) -> str:
+def _header(column: str, direction: str, failing: bool, unit: str = "") -> str:
     header = f"{column} {ARROWS.get(direction, '')}".rstrip()
+    if unit not in UNITLESS:
+        header += f" [{unit}]"
     return f"{header} {FAILS_VALIDITY}" if failing else header
+
+
+def row_notes(long: pd.DataFrame, cells: list[CellResult], explainer: str, shown: set[str]) -> str:
+    """Why a row's shown columns are empty (``fidelity_top1, fidelity_top3: explainer
+    has no surrogate model``), and whether its fit came from the cache (``fit_seconds``
+    is then the original fit's time, not this run's), where a reader of the board sees
+    it rather than only in ``results.csv``."""
+    own = long[(long["explainer"] == explainer) & long["value"].isna()]
+    own = own[own["column"].isin(shown)]
+    notes = []
+    for note, group in own.groupby("note", sort=False):
+        if str(note).strip():
+            notes.append(f"{', '.join(dict.fromkeys(group['column']))}: {note}")
+    reused = [c for c in cells if c.explainer == explainer and c.fit.get("reused_cache")]
+    if reused:
+        notes.append(
+            f"fit reused from the cache in {len(reused)} of "
+            f"{sum(c.explainer == explainer for c in cells)} cell(s): fit_seconds is the "
+            "original fit's time"
+        )
+    return "; ".join(notes)
 
 
 def value_columns(board: pd.DataFrame) -> list[str]:

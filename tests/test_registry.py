@@ -130,6 +130,7 @@ def test_explainer_groups_bring_the_reference_rows():
     assert _explainer_names("paper,random", registry) == paper
     with pytest.raises(
         BenchError,
-        match=r"unknown explainer 'papers', nor a group .*groups: all, attribution, paper",
+        match=r"unknown explainer 'papers' \(did you mean 'paper'\?\), nor a group "
+        r".*groups: all, attribution, paper",
     ):
         _explainer_names("papers", registry)

@@ -2,7 +2,7 @@
 headline, and each cell's value with its interval, spread and tied rank.
 
 The leaderboard CSV (:func:`l2i_bench.results.leaderboard`) is the one source: a header
-``<column> <arrow>[ ✗]`` per metric column, then ``<column>_std``, ``_ci_low``,
+``<column> <arrow>[ [unit]][ ✗]`` per metric column (the unit when it is not a number in [0, 1]), then ``<column>_std``, ``_ci_low``,
 ``_ci_high`` and ``_rank`` beside it. This module parses that layout once, so the web
 page, its figures and the terminal table cannot disagree about a number.
 
@@ -17,6 +17,7 @@ milliseconds per clip).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,7 +35,7 @@ HEADLINE: list[tuple[str, str, tuple[str, ...]]] = [
     ("cost: ms per clip", "ms/clip", ("explain_ms_median",)),
 ]
 
-BOOKKEEPING = ("explainer", "reference", "folds", "seeds", "cells")
+BOOKKEEPING = ("explainer", "reference", "folds", "seeds", "cells", "notes")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Column:
     header: str  # as in the CSV, e.g. ``fidelity_top1 ↑``
     direction: str  # higher, lower, neutral
     fails_validity: bool
+    unit: str = ""  # shown in the header when it is not a number in [0, 1], e.g. ``%``
     label: str = ""  # the headline's question, when it is a headline column
     short: str = ""  # its terminal label
 
@@ -122,12 +124,14 @@ def read_board(path: Path) -> Board:
         parts = header.split(" ")
         if len(parts) < 2 or parts[1] not in directions:
             continue  # _std, _ci_low, _ci_high, _rank travel with their column
+        unit = re.search(r"\[([^\]]+)\]", header)
         columns.append(
             Column(
                 name=parts[0],
                 header=header,
                 direction=directions[parts[1]],
                 fails_validity=FAILS_VALIDITY in parts[2:],
+                unit=unit.group(1) if unit else "",
             )
         )
     return Board(frame=frame, columns=columns)
@@ -151,7 +155,7 @@ def terminal_table(board: Board, width: int = 100) -> str:
     dropped from the right, never wrapped."""
     columns = board.headline()
     name_width = max([len("explainer"), *(len(n) for n in board.explainers)]) + 2
-    cell_width = 14  # a 9-character label, its arrow and the validity mark, or "-0.123 (12)"
+    cell_width = 13  # "-0.123 (12)" or a 9-character label with its arrow, and a gap
     fit = max(0, (width - name_width) // cell_width)
     columns = columns[:fit]
     header = "explainer".ljust(name_width) + "".join(
@@ -172,7 +176,24 @@ def terminal_table(board: Board, width: int = 100) -> str:
                     text += f" ({value.rank})"
                 cells.append(text.rjust(cell_width))
             lines.append(name.ljust(name_width) + "".join(cells))
+    reasons = _empty_reasons(board, columns)
+    if reasons:
+        lines.append("– no value: " + "; ".join(reasons) + " (notes in leaderboard.csv)")
     return "\n".join(lines)
+
+
+def _empty_reasons(board: Board, columns: list[Column]) -> list[str]:
+    """Why headline cells are empty, once per reason, from the board's ``notes``."""
+    if "notes" not in board.frame.columns:
+        return []
+    reasons: dict[str, str] = {}
+    for notes in board.frame["notes"].dropna().astype(str):
+        for note in notes.split("; "):
+            names, _, why = note.partition(": ")
+            for column in columns:
+                if column.name in names.split(", "):
+                    reasons.setdefault(f"{column.short}: {why}", "")
+    return list(reasons)
 
 
 def _is_nan(value: object) -> bool:
