@@ -186,3 +186,22 @@ def test_a_legacy_cell_is_read_and_replaced_by_its_seed_folder_twin(synth_dir, c
     )
     assert forced.computed == [("1", "random")]
     assert current.is_file() and not legacy.exists()
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_draws_no_bar_and_otherwise_one_bar_follows_the_grid(
+    synth_dir, cache_dir, tmp_path, capfd, quiet
+):
+    """--quiet: no progress bar from any stage (data, classifier, explainer, metrics);
+    without it the grid's bar counts the cells (2 here) whatever the cell bars do."""
+    Interrupting.armed = False
+    run_benchmark(
+        _config(synth_dir, cache_dir, tmp_path / "out", show_progress=not quiet),
+        _registry(),
+    )
+    err = capfd.readouterr().err
+    bars = [line for line in err.replace("\r", "\n").splitlines() if "|" in line]
+    if quiet:
+        assert bars == []
+    else:
+        assert any(line.startswith("synth grid: 2/2 cells |") for line in bars), bars[-5:]

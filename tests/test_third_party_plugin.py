@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -13,16 +14,19 @@ import pandas as pd
 
 PLUGIN_SOURCE = """
 from l2i_bench import hookimpl
-from l2i_bench.types import Explainer, Explanation
+from l2i_bench.types import Explainer, Explanation, Option
 
 
 class EnergyExplainer(Explainer):
     name = "energy"
     description = "loudest bins"
+    options = {"share": Option(0.2, "share of the bins kept (0 to 1)")}
+    passes = "no classifier pass"
 
     def explain(self, batch, classes):
+        share = self.context.option("share")
         magnitude = batch.magnitude
-        cutoff = magnitude.flatten(1).quantile(0.8, dim=1)
+        cutoff = magnitude.flatten(1).quantile(1 - share, dim=1)
         mask = (magnitude >= cutoff[:, None, None]).float()
         return Explanation(mask=mask, relevance=mask.mean(dim=1))
 
@@ -91,6 +95,14 @@ def test_installed_plugin_is_listed_and_benchmarked(tmp_path, synth_dir, cache_d
         line.split()[:3] == ["explainer", "energy", "l2i-bench-energy"]
         for line in listed.stdout.splitlines()
     ), listed.stdout
+    options = subprocess.run(
+        _cli() + ["plugins", "--options", "energy"], env=env, capture_output=True, text=True
+    )
+    assert options.stdout.splitlines()[1].split() == [
+        "share",
+        "0.2",
+        *["share", "of", "the", "bins", "kept", "(0", "to", "1)"],
+    ]
     out = tmp_path / "results"
     run = subprocess.run(
         _cli()
@@ -115,6 +127,8 @@ def test_installed_plugin_is_listed_and_benchmarked(tmp_path, synth_dir, cache_d
             "--device",
             "cpu",
             "--quiet",
+            "--option",
+            "energy.share=0.1",
         ],
         env=env,
         capture_output=True,
@@ -122,8 +136,10 @@ def test_installed_plugin_is_listed_and_benchmarked(tmp_path, synth_dir, cache_d
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    board = pd.read_csv(out / "synth" / "leaderboard.csv")
-    assert set(board["explainer"]) == {"energy", "random"}
+    board = pd.read_csv(out / "synth" / "leaderboard.csv").set_index("explainer")
+    assert set(board.index) == {"energy", "random"}
+    manifest = json.loads(next((out / "synth" / "runs").glob("*.json")).read_text())
+    assert manifest["dataset"]["folds"]["1"]["explainer_options"]["energy"] == {"share": "0.1"}
 
 
 def test_cli_errors_are_two_lines_with_a_fix(tmp_path):
