@@ -36,7 +36,8 @@ def _tiny_results(root: Path) -> Path:
             "ff_prob_drop_minus_random_rank": [2, 1, 2],
             "ff_silence_prob_drop ↑ ✗": [0.3, 0.2, 0.1],
             "mask_coverage ·": [0.4, 0.5, 0.2],
-            "explain_ms_median ↓": [2859.4, 9.25, 16.0],
+            "explain_ms_median ↓ [ms/clip]": [2859.4, 9.25, 16.0],
+            "notes": ["", "fidelity_top1: explainer has no surrogate model", ""],
         }
     )
     results.mkdir(parents=True)
@@ -106,6 +107,11 @@ def test_full_table_has_every_column_and_marks_the_invalid_one(built):
         "explain_ms_median",
     ]
     assert [h for h, fails in headers if fails] == ["ff_silence_prob_drop"]
+    assert ">explain_ms_median ↓ [ms/clip]</th>" in html  # the unit from the CSV header
+    note = re.search(
+        r'<tr data-explainer="beta".*?<td data-column="notes"[^>]*>([^<]*)</td>', html, re.S
+    )
+    assert note.group(1) == "fidelity_top1: explainer has no surrogate model"
     assert 'src="assets/sort.js"' in html and (built.parent / "assets" / "sort.js").is_file()
 
 
@@ -148,6 +154,9 @@ def test_terminal_table_fits_100_columns_and_shows_values_and_ranks(tmp_path):
     assert beta.split() == ["beta", "0.500", "(2)", "0.250", "(1)", "9.2"]
     assert lines.index(next(line for line in lines if "reference rows" in line)) == 4
     assert lines[0].split()[:3] == ["explainer", "fidelity", "↑"]
+    assert lines[-1] == (
+        "– no value: fidelity: explainer has no surrogate model (notes in leaderboard.csv)"
+    )
 
 
 def test_a_folder_without_a_leaderboard_is_a_clear_error(tmp_path):

@@ -46,7 +46,7 @@ from l2i_bench.report import build_report  # noqa: E402
 from l2i_bench.report.board import HEADLINE  # noqa: E402
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "synth"
-HEADER = re.compile(r"^(\S+) [↑↓·]( ✗)?$")  # a metric column of leaderboard.csv
+HEADER = re.compile(r"^(\S+) [↑↓·]( \[[^\]]+\])?( ✗)?$")  # a metric column of leaderboard.csv
 COST_COLUMNS = ("explain_ms_median", "explain_ms_iqr")
 WAIT_S = 30
 

@@ -29,6 +29,7 @@ import jinja2
 import pandas as pd
 
 from l2i_bench.errors import BenchError
+from l2i_bench.options import cost_per_clip
 from l2i_bench.report import figures, gallery
 from l2i_bench.report.board import Board, format_number, read_board, terminal_table
 from l2i_bench.report.provenance import classifier_quality, read_runs
@@ -177,7 +178,11 @@ def _explainer_page(name: str, board: Board, runs: list, cells: list, registry: 
         try:
             cls = registry.explainer(name)
             doc = (sys.modules[cls.__module__].__doc__ or "").strip()
-            passes = str(getattr(cls, "passes", ""))
+            dataset = cells[0].dataset if cells else None
+            dataset_cls = (
+                registry.dataset(dataset) if dataset in registry.names("dataset") else None
+            )
+            passes = cost_per_clip(cls, dataset_cls) if cls.passes else ""
         except Exception:
             doc = ""
     fits = [c.fit for c in own_cells if c.fit]

@@ -83,6 +83,11 @@ class Board:
     def is_reference(self, explainer: str) -> bool:
         return bool(self._rows[explainer]["reference"])
 
+    def notes(self, explainer: str) -> str:
+        """Why the row's empty columns are empty, and whether its fit was reused."""
+        note = self._rows[explainer].get("notes")
+        return "" if note is None or _is_nan(note) else str(note)
+
     def value(self, explainer: str, column: Column) -> Value:
         row = self._rows[explainer]
 
