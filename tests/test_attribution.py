@@ -17,8 +17,10 @@ from explainer_contexts import explainer_context
 from torch import nn
 
 from l2i_bench.audio import TOP_DB, FrontEnd
+from l2i_bench.errors import BenchError
 from l2i_bench.plugins.explainers._attribution import (
     attribution_to_explanation,
+    noise_floor_baseline,
     silence_floor,
 )
 from l2i_bench.plugins.explainers.gradcam import GradCamExplainer
@@ -130,12 +132,16 @@ def test_gradient_shap_with_one_background_clip_is_exact():
     )
 
 
-def test_occlusion_credits_each_bin_the_mean_drop_of_its_windows():
+@pytest.mark.parametrize("baseline", ["floor", "silence"])
+def test_occlusion_credits_each_bin_the_mean_drop_of_its_windows(baseline):
     net = LinearNet()
     x = _input()
     options = {"window_frames": 4, "window_mels": 4, "stride_frames": 2, "stride_mels": 2}
+    if baseline == "silence":
+        options["baseline"] = "silence"
     attribution = OcclusionExplainer(explainer_context(net, options)).attribute(x, CLASSES)
-    contribution = (x - silence_floor(x)) * _w(net, CLASSES)  # what silencing a bin costs
+    base = silence_floor(x) if baseline == "silence" else noise_floor_baseline(x)
+    contribution = (x - base) * _w(net, CLASSES)  # what removing a bin costs
     expected = torch.zeros_like(x)
     count = torch.zeros_like(x)
     for t0 in range(0, T - 4 + 1, 2):
@@ -144,6 +150,25 @@ def test_occlusion_credits_each_bin_the_mean_drop_of_its_windows():
             expected[:, :, t0 : t0 + 4, m0 : m0 + 4] += drop[:, None, None, None]
             count[:, :, t0 : t0 + 4, m0 : m0 + 4] += 1
     torch.testing.assert_close(attribution, expected / count, rtol=1e-4, atol=1e-3)
+
+
+def test_the_noise_floor_baseline_is_each_bands_10th_percentile_never_above_the_input():
+    """Band m holds the values 0..9 dB (frames shuffled) in a 10-frame clip: its 10th
+    percentile (linear interpolation) is 0.9 dB, so bins at 0 dB stay at 0 and every
+    other bin of the band goes to 0.9; another band, constant at -30 dB, stays put."""
+    x = torch.full((1, 1, 10, 3), -30.0)
+    x[0, 0, :, 1] = torch.tensor([3.0, 0.0, 9.0, 1.0, 5.0, 2.0, 8.0, 4.0, 7.0, 6.0])
+    base = noise_floor_baseline(x)
+    expected = torch.full_like(x, -30.0)
+    expected[0, 0, :, 1] = torch.where(x[0, 0, :, 1] < 0.9, x[0, 0, :, 1], torch.tensor(0.9))
+    torch.testing.assert_close(base, expected)
+    assert (base <= x).all()
+
+
+def test_occlusion_refuses_an_unknown_baseline():
+    explainer = OcclusionExplainer(explainer_context(LinearNet(), {"baseline": "grey"}))
+    with pytest.raises(BenchError, match="baseline='grey' is not floor or silence"):
+        explainer.attribute(_input(), CLASSES)
 
 
 class PoolTapNet(nn.Module):
