@@ -15,7 +15,7 @@ on synth, where they were all ``steady_tone``). Cost: a few WAV writes per cell.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ def write_listening_examples(
     clips: Sequence[Clip],
     class_names: Sequence[str],
     explained: ExplanationSet,
-    test_waveform,
+    test_waveform: Callable[[int], np.ndarray],
     count: int,
     conditions: dict[str, ConditionSet] | None = None,
 ) -> list[Path]:
