@@ -16,7 +16,6 @@ and take seconds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -28,7 +27,8 @@ import numpy as np
 import torch
 
 from l2i_bench import perturb
-from l2i_bench.audio import SAMPLE_RATE, read_audio, write_audio
+from l2i_bench.audio import SAMPLE_RATE, fit_length, read_audio, write_audio
+from l2i_bench.cache import file_digest
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
 from l2i_bench.options import check_options
@@ -206,23 +206,19 @@ def _read_own_file(path: Path) -> tuple[np.ndarray, int]:
     not of a dataset download."""
     import soundfile as sf
 
+    fix = (
+        "pass a readable audio file (wav, flac, ogg, mp3); convert others with e.g. "
+        f"`ffmpeg -i {path} {Path(path).with_suffix('.wav').name}`"
+    )
     try:
         rate = int(sf.info(str(path)).samplerate)
         wave = read_audio(path)
     except BenchError as err:
-        raise BenchError(
-            err.problem,
-            f"pass a readable audio file (wav, flac, ogg, mp3); convert others with e.g. "
-            f"`ffmpeg -i {path} {Path(path).with_suffix('.wav').name}`",
-        ) from None
+        raise BenchError(err.problem, fix) from None
     except (sf.LibsndfileError, RuntimeError) as err:
         if not Path(path).is_file():
             raise BenchError(f"no such file: {path}", "check the path") from None
-        raise BenchError(
-            f"cannot decode {path}: {err}",
-            f"pass a readable audio file (wav, flac, ogg, mp3); convert others with e.g. "
-            f"`ffmpeg -i {path} {Path(path).with_suffix('.wav').name}`",
-        ) from None
+        raise BenchError(f"cannot decode {path}: {err}", fix) from None
     return wave, rate
 
 
@@ -234,9 +230,9 @@ def loudest_window(wave: np.ndarray, num_samples: int) -> tuple[np.ndarray, str]
     if len(wave) == num_samples:
         return wave, f"unchanged ({target:g} s, the dataset's clip length)"
     if len(wave) < num_samples:
-        padded = np.zeros(num_samples, dtype=np.float32)
-        padded[: len(wave)] = wave
-        return padded, f"zero-padded from {seconds:.2f} s to the dataset's {target:g} s"
+        return fit_length(wave, num_samples), (
+            f"zero-padded from {seconds:.2f} s to the dataset's {target:g} s"
+        )
     hop = SAMPLE_RATE // 10
     energy = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
     starts = np.arange(0, len(wave) - num_samples + 1, hop)
@@ -250,8 +246,8 @@ def loudest_window(wave: np.ndarray, num_samples: int) -> tuple[np.ndarray, str]
 
 
 def training_clip(path: Path, split) -> str:
-    """``"training clip 1-100038-A-14 of fold 4's classifier"`` when the file is one of
-    the clips the classifier trained or was selected on (same bytes: files of the same
+    """``"a training clip of this fold (1-100038-A-14)"`` when the file is one of the
+    clips the classifier trained or was selected on (same bytes: only files of the same
     size are hashed), else ``""``."""
     try:
         size = os.path.getsize(path)
@@ -263,20 +259,12 @@ def training_clip(path: Path, split) -> str:
                         continue
                 except OSError:
                     continue
-                digest = digest or _sha256(path)
-                if _sha256(clip.path) == digest:
+                digest = digest or file_digest(path)
+                if file_digest(clip.path) == digest:
                     return f"{role} of this fold ({clip.clip_id})"
     except OSError:
         return ""
     return ""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _target_class(requested: str | None, names: list[str], probs: torch.Tensor, task: Task) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from l2i_bench.errors import BenchError, did_you_mean
 from l2i_bench.types import Dataset, Explainer, cast_option
@@ -88,17 +89,25 @@ def per_dataset(values: Mapping[str, str]) -> str:
     return f"{common} ({', '.join(others)})" if others else common
 
 
+def default_for(cls: type[Explainer], key: str, dataset: type[Dataset] | None = None) -> Any:
+    """Option ``key``'s default on ``dataset``: the dataset's own ``explainer_options``
+    override, else the declared default resolved with its ``explainer_defaults`` (the
+    plain defaults without a dataset)."""
+    override = dataset.explainer_options.get(cls.name, {}).get(key) if dataset else None
+    if override is not None:
+        return override
+    defaults = dataset.explainer_defaults if dataset else Dataset.explainer_defaults
+    return cls.options[key].resolve(defaults)
+
+
 def _default_text(cls: type[Explainer], key: str, datasets: Sequence[type[Dataset]]) -> str:
-    """The default per dataset, counting a dataset's own ``explainer_options``."""
-    values: dict[str, str] = {}
-    for dataset in datasets:
-        override = dataset.explainer_options.get(cls.name, {}).get(key)
-        resolved = cls.options[key].resolve(dataset.explainer_defaults)
-        value = override if override is not None else resolved
-        values[dataset.name] = "derived (see help)" if value is None else str(value)
-    if not values:
-        return str(cls.options[key].resolve(Dataset.explainer_defaults))
-    return per_dataset(values)
+    """The default per dataset, ``derived (see help)`` where the method derives it."""
+    if not datasets:
+        return str(default_for(cls, key))
+    values = {d.name: default_for(cls, key, d) for d in datasets}
+    return per_dataset(
+        {name: "derived (see help)" if v is None else str(v) for name, v in values.items()}
+    )
 
 
 def option_rows(cls: type[Explainer], datasets: Sequence[type[Dataset]]) -> list[OptionRow]:
@@ -113,9 +122,4 @@ def cost_per_clip(cls: type[Explainer], dataset: type[Dataset] | None = None) ->
     """``cls.passes`` with its ``{option}`` fields filled with the defaults of
     ``dataset`` (the plain defaults without one): the README's cost column, from code."""
     fields = {f for _, f, _, _ in string.Formatter().parse(cls.passes) if f}
-    values = {}
-    for key in fields:
-        override = dataset.explainer_options.get(cls.name, {}).get(key) if dataset else None
-        defaults = dataset.explainer_defaults if dataset else Dataset.explainer_defaults
-        values[key] = override if override is not None else cls.options[key].resolve(defaults)
-    return cls.passes.format(**values)
+    return cls.passes.format(**{key: default_for(cls, key, dataset) for key in fields})

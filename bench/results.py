@@ -309,7 +309,6 @@ def leaderboard(
                 )
             rank = ranks.get(column, {}).get(name)
             rec[f"{column}_rank"] = np.nan if rank is None else rank
-        rec["notes"] = ""  # filled once the columns shown are known
         records.append(rec)
     table = pd.DataFrame.from_records(records)
     # Columns empty for every explainer say nothing here; the long CSV keeps them.
