@@ -92,14 +92,6 @@ def download(
     return sha256
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _refuse(archive: Path, member: str, why: str) -> BenchError:
     return BenchError(
         f"refusing to extract {archive}: member {member!r} {why}",
