@@ -68,6 +68,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    """argparse type for counts that may be 0 (``--ray-retries``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """argparse type for resource shares (``--ray-gpus 0.5``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number of 0 or more")
+    return value
+
+
 def _parse_seeds(spec: str) -> list[int]:
     """``--seeds 0,1,2`` -> ``[0, 1, 2]`` (order kept, duplicates refused)."""
     try:
@@ -138,8 +160,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         cell_timeout=args.cell_timeout,
     )
+    ray_options = None
+    if args.executor == "ray":
+        from l2i_bench.ray_executor import RayOptions
+
+        ray_options = RayOptions(
+            address=args.ray_address,
+            cpus=args.ray_cpus,
+            gpus=args.ray_gpus,
+            retries=args.ray_retries,
+        )
+    elif args.ray_address is not None:
+        raise BenchError("--ray-address given without --executor ray", "add --executor ray")
     try:
-        summary = run_benchmark(config, registry)
+        summary = run_benchmark(config, registry, ray_options)
     except KeyboardInterrupt:
         print(
             "\ninterrupted: finished cells are kept and published; run the same command "
@@ -411,6 +445,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-report",
         action="store_true",
         help="do not build the web report (results/<dataset>/report/) at the end",
+    )
+    scale = run.add_argument_group(
+        "scale-out", "run the grid as Ray tasks (needs the extra: pip install 'l2i-bench[ray]')"
+    )
+    scale.add_argument(
+        "--executor",
+        choices=("sequential", "ray"),
+        default="sequential",
+        help="sequential: every cell in this process (default); ray: folds and cells as "
+        "Ray tasks over processes, machines and GPUs, with the same numbers",
+    )
+    scale.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="join an existing Ray cluster ('auto', or HOST:PORT); default: start a "
+        "local Ray instance on this machine",
+    )
+    scale.add_argument(
+        "--ray-cpus",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="CPUs per task, also its torch threads unless --threads (default: 1)",
+    )
+    scale.add_argument(
+        "--ray-gpus",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="G",
+        help="GPUs per task, fractions allowed (0.5: two tasks share a GPU; default: 0)",
+    )
+    scale.add_argument(
+        "--ray-retries",
+        type=_non_negative_int,
+        default=2,
+        metavar="N",
+        help="times a task is retried when its worker process dies (default: 2)",
     )
     _common(run)
     run.set_defaults(func=cmd_run)

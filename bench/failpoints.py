@@ -10,7 +10,12 @@ the tests), a failpoint is one dictionary lookup.
 
 Stages: ``decode`` (audio decoding, after the first clip), ``classifier`` (training,
 after the first epoch), ``cell`` (a cell computed, not yet written), ``publish`` (the
-published files staged, one of them renamed into place).
+published files staged, one of them renamed into place), ``task`` (a cell computed in a
+Ray worker, not yet returned to the driver).
+
+A failpoint fires once per process. A Ray worker that dies is replaced by a fresh
+process that would fire again on the retry; ``L2I_BENCH_FAILPOINT_ONCE=PATH`` makes it
+fire once in all: only the process that creates ``PATH`` fires.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ import os
 import signal
 
 ENV = "L2I_BENCH_FAILPOINT"
+ONCE_ENV = "L2I_BENCH_FAILPOINT_ONCE"
 STAGES = ("decode", "classifier", "cell", "publish")
+"""The stages of every run, in the order a run reaches them."""
+WORKER_STAGES = ("task",)
+"""Stages only a Ray worker reaches (``--executor ray``)."""
 
 
 def failpoint(stage: str) -> None:
@@ -30,5 +39,11 @@ def failpoint(stage: str) -> None:
     name, _, signame = spec.partition("=")
     if name != stage:
         return
+    marker = os.environ.get(ONCE_ENV)
+    if marker:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            return  # another process fired already
     os.environ.pop(ENV)  # once per process: a TERM handler may go on to publish
     os.kill(os.getpid(), getattr(signal, f"SIG{signame or 'KILL'}"))

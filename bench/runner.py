@@ -9,15 +9,15 @@ cells on disk. A finished cell is never recomputed unless ``force`` is set or it
 configuration changed, so an interrupted run resumes where it stopped.
 """
 
+from __future__ import annotations
+
 import datetime as dt
 import json
-import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,24 +27,18 @@ from l2i_bench.cache import ensure_writable, folder_lock, remove_stale_temporari
 from l2i_bench.data import ClipSet
 from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
-from l2i_bench.failpoints import failpoint
+from l2i_bench.grid import GridLedger, RunSummary, fold_facts, one_line, this_node
 from l2i_bench.listening import write_listening_examples
 from l2i_bench.options import check_options
-from l2i_bench.provenance import environment
 from l2i_bench.registry import Registry
 from l2i_bench.results import (
     SHARED_SETTINGS,
     CellResult,
     Score,
-    cell_path,
     clean_float,
-    legacy_cell_path,
     pack_rows,
-    publish,
-    read_cell,
     read_cells,
     recover_publish,
-    write_csv_atomic,
     write_json_atomic,
 )
 from l2i_bench.signals import deadline, terminate_as_interrupt
@@ -63,26 +57,14 @@ from l2i_bench.types import (
 from l2i_bench.workspace import (
     FoldWorkspace,
     RunConfig,
-    config_hash,
     run_settings,
     seed_everything,
 )
 
+if TYPE_CHECKING:
+    from l2i_bench.ray_executor import RayOptions
+
 __all__ = ["FoldWorkspace", "RunConfig", "RunSummary", "run_benchmark"]
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    computed: list[tuple[str, str]]
-    skipped: list[tuple[str, str]]
-    leaderboard: Path
-    results: Path
-    manifest: Path
-    classifier_quality: dict[str, dict[str, float]]
-    """Test quality of each (fold, seed)'s classifier, keyed ``"FOLD/seed-SEED"``."""
-    failed: list[tuple[str, int, str, str]] = field(default_factory=list)
-    """Cells that failed (fold, seed, explainer, error); the others were published."""
 
 
 def explain_set(
@@ -265,7 +247,10 @@ def run_cell(
     run_id: str,
     config_key: str,
     settings: dict[str, Any] | None = None,
+    listen_root: Path | None = None,
 ) -> CellResult:
+    """One cell computed: fit (or reload) the explainer, explain, score. Listening
+    examples go under ``listen_root`` (``<out>/<dataset>/listen``; None: none)."""
     config = ws.config
     device = ws.device
     with PeakMemory(device) as memory:
@@ -304,9 +289,10 @@ def run_cell(
     )
     metric_seconds: dict[str, float] = {}
     scores, row_values = score_cell(metrics, evaluation, metric_seconds)
-    if config.listen and config.seed == config.grid_seeds[0]:  # one seed is enough to hear
+    # one seed is enough to hear
+    if listen_root is not None and config.listen and config.seed == config.grid_seeds[0]:
         write_listening_examples(
-            Path(config.out) / ws.dataset.name / "listen" / f"fold-{ws.fold}",
+            Path(listen_root) / f"fold-{ws.fold}",
             explainer_cls.name,
             ws.test.clips,
             ws.dataset.class_names,
@@ -401,37 +387,16 @@ def _jsonable(info: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cell_config_key(
-    config: RunConfig,
-    dataset: Dataset,
-    ws: FoldWorkspace,
-    cls: type[Explainer],
-    metrics: Sequence[type[Metric]],
-) -> str:
-    """What a cell's numbers depend on; a stored cell with another key is recomputed."""
-    return config_hash(
-        {
-            "dataset": dataset.name,
-            "dataset_fingerprint": dataset.fingerprint(),
-            "fold": ws.fold,
-            "explainer": cls.name,
-            "explainer_version": cls.version,
-            "options": ws.options_for(cls.name),
-            "seed": config.seed,
-            "limit": config.limit,
-            "classifier": ws.classifier.checkpoint_sha256,
-            "metrics": sorted(f"{m.name}:{m.version}" for m in metrics),
-        }
-    )
-
-
-def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
+def run_benchmark(
+    config: RunConfig, registry: Registry, ray_options: RayOptions | None = None
+) -> RunSummary:
     """Run the grid and publish; safe to interrupt (Ctrl-C, SIGTERM, kill -9) and rerun.
 
     Everything that can be checked without work is checked first (plugins, folds,
     writable folders, settings of the cells already on disk); the output folder is then
     locked for the run (a second run on it waits), and a failing, invalid or hanging
-    explainer fails only its own cell."""
+    explainer fails only its own cell. With ``ray_options`` the folds and cells run as
+    Ray tasks (:mod:`l2i_bench.ray_executor`), with the same files and numbers."""
     started = time.perf_counter()
     seeds = config.grid_seeds
     out = Path(config.out)
@@ -442,6 +407,10 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
     check_options(
         config.options, explainer_classes, dataset_cls, known_explainers=registry.names("explainer")
     )
+    if ray_options is not None:
+        from l2i_bench.ray_executor import check_ray_options
+
+        check_ray_options(ray_options, config)  # Ray installed, settings that can work
     ensure_writable(root, "--out")
     ensure_writable(Path(config.cache_dir), "--cache-dir")
     with folder_lock(root, message=f"waiting for the run that holds {root} ({{holder}}) to finish"):
@@ -471,8 +440,15 @@ def run_benchmark(config: RunConfig, registry: Registry) -> RunSummary:
             )
         settings = run_settings(config, dataset, metrics)
         _refuse_stale_cells(out, dataset.name, settings, folds, seeds, config.explainers)
+        execute = _run_grid
+        if ray_options is not None:
+            from l2i_bench.ray_executor import run_grid_on_ray
+
+            def execute(*args):
+                return run_grid_on_ray(*args, ray_options)
+
         with terminate_as_interrupt():
-            return _run_grid(
+            return execute(
                 config,
                 registry,
                 dataset,
@@ -498,169 +474,46 @@ def _run_grid(
     determinism: dict[str, Any],
     started: float,
 ) -> RunSummary:
-    seeds = config.grid_seeds
-    out = Path(config.out)
-    run_id = (
-        dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        + "-s"
-        + "-".join(str(s) for s in seeds)
+    """The sequential executor: every fold and cell in this process, in grid order."""
+    ledger = GridLedger(
+        config,
+        registry,
+        dataset,
+        explainer_classes,
+        metrics,
+        settings,
+        device,
+        determinism,
+        started,
+        {"name": "sequential", "node": this_node()},
+        folds=folds,
     )
-    manifest_path = _new_manifest_path(out / dataset.name / "runs", run_id)
-    run_id = manifest_path.stem
-    manifest: dict[str, Any] = {
-        "run_id": run_id,
-        "status": "running",
-        "pid": os.getpid(),
-        "config": {
-            **asdict(config),
-            "out": str(config.out),
-            "cache_dir": str(config.cache_dir),
-            "data_dir": str(dataset.data_dir),
-        },
-        "settings": settings,
-        "environment": environment(device),
-        "determinism": determinism,
-        "seeds": seeds,
-        "dataset": {
-            "name": dataset.name,
-            "version": dataset.version,
-            "task": str(dataset.task),
-            "fingerprint": dataset.fingerprint(),
-            "classes": dataset.class_names,
-            "folds": {},
-        },
-        "plugins": [r.to_dict() for r in registry.all_registered()],
-        "classifier": {},
-        "cells": {"computed": [], "skipped": [], "failed": []},
-    }
-    write_json_atomic(manifest_path, manifest)  # a killed run still leaves its record
-    computed: list[tuple[str, str]] = []
-    skipped: list[tuple[str, str]] = []
-    failed: list[tuple[str, int, str, str]] = []
-    quality: dict[str, dict[str, float]] = {}
-    results_path = out / dataset.name / "results.csv"
-    board_path = out / dataset.name / "leaderboard.csv"
-    grid = tqdm(
-        total=len(seeds) * len(folds) * len(explainer_classes),
-        desc=f"{dataset.name} grid",
-        unit="cell",
-        disable=not config.show_progress,
-        bar_format="{desc}: {n}/{total} cells |{bar:20}| {elapsed} elapsed, ETA {remaining}"
-        "{postfix}",
-    )
-    try:
-        for seed in seeds:
+    listen_root = Path(config.out) / dataset.name / "listen"
+    with ledger:
+        for seed in config.grid_seeds:
             seed_config = replace(config, seed=seed)
             for fold in folds:
                 ws = FoldWorkspace(dataset, fold, seed_config, device)
-                quality[_fold_seed(fold, seed)] = ws.quality
-                _record_fold(manifest, ws, explainer_classes, seed)
-                _print_quality(dataset.name, fold, seed, ws.quality)
+                facts = fold_facts(ws, explainer_classes)
+                ledger.fold_ready(facts)
                 for cls in explainer_classes:
-                    if cls.needs_stems and not ws.has_stems:
-                        tqdm.write(
-                            f"fold {fold} {cls.name}: skipped, it needs ground-truth stems "
-                            f"and {dataset.name!r} has none"
-                        )
-                        manifest["cells"].setdefault("not_applicable", []).append(
-                            [fold, seed, cls.name]
-                        )
-                        grid.update()
+                    key = ledger.pending(facts, cls)
+                    if key is None:
                         continue
-                    path = cell_path(out, dataset.name, fold, cls.name, seed)
-                    key = cell_config_key(seed_config, dataset, ws, cls, metrics)
-                    existing = _stored_cell(out, dataset.name, fold, cls.name, seed)
                     where = f"fold {fold} seed {seed} {cls.name}"
-                    if existing is not None and existing.config_key == key and not config.force:
-                        skipped.append((fold, cls.name))
-                        manifest["cells"]["skipped"].append([fold, seed, cls.name])
-                        tqdm.write(f"{where}: done already, skipped")
-                        grid.update()
-                        continue
                     try:
                         with (
                             stopwatch(device) as cell_seconds,
                             deadline(config.cell_timeout, where),
                         ):
-                            cell = run_cell(ws, cls, metrics, run_id, key, settings)
+                            cell = run_cell(
+                                ws, cls, metrics, ledger.run_id, key, settings, listen_root
+                            )
                     except Exception as err:  # the cell's own failure; the grid goes on
-                        error = _one_line(err)
-                        failed.append((fold, seed, cls.name, error))
-                        manifest["cells"]["failed"].append([fold, seed, cls.name, error])
-                        tqdm.write(f"{where}: FAILED: {error}", file=sys.stderr)
-                        write_json_atomic(manifest_path, manifest)
-                        grid.set_postfix_str(f"{len(failed)} failed")
-                        grid.update()
+                        ledger.cell_failed(fold, seed, cls.name, one_line(err))
                         continue
-                    failpoint("cell")
-                    write_json_atomic(path, cell.to_json())
-                    legacy_cell_path(out, dataset.name, fold, cls.name).unlink(missing_ok=True)
-                    computed.append((fold, cls.name))
-                    manifest["cells"]["computed"].append(
-                        [fold, seed, cls.name, round(cell_seconds[0], 1)]
-                    )
-                    write_json_atomic(manifest_path, manifest)
-                    tqdm.write(f"{where}: written {path} ({cell_seconds[0]:.0f} s)")
-                    grid.update()
-        manifest["status"] = "finished" if not failed else f"finished, {len(failed)} cell(s) failed"
-    except KeyboardInterrupt as err:
-        manifest["status"] = "interrupted" + (f" ({err})" if str(err) else "")
-        raise
-    except BaseException as err:
-        manifest["status"] = f"failed: {type(err).__name__}: {err}"
-        raise
-    finally:
-        grid.close()
-        manifest["wall_seconds"] = time.perf_counter() - started
-        write_json_atomic(manifest_path, manifest)
-        if computed or skipped:
-            publish_started = time.perf_counter()
-            try:
-                results_path, board_path = publish(out, dataset.name)
-            except KeyboardInterrupt as err:
-                manifest["status"] = (
-                    "interrupted while publishing"
-                    + (f" ({err})" if str(err) else "")
-                    + ": the published files are all from this run (renamed together)"
-                )
-                write_json_atomic(manifest_path, manifest)
-                raise
-            _write_classifier_table(out, dataset.name, quality)
-            # The statistics' cost beside the run's (the README's budget: under 5 %).
-            manifest["publish_seconds"] = round(time.perf_counter() - publish_started, 2)
-            write_json_atomic(manifest_path, manifest)
-    return RunSummary(
-        run_id,
-        computed,
-        skipped,
-        board_path,
-        results_path,
-        manifest_path,
-        quality,
-        failed,
-    )
-
-
-def _one_line(err: BaseException) -> str:
-    """An error as one line for the manifest and the summary (BenchError with its fix)."""
-    if isinstance(err, BenchError):
-        text = err.problem + (f" (fix: {err.fix})" if err.fix else "")
-    else:
-        text = f"{type(err).__name__}: {err}"
-    return " ".join(text.split())
-
-
-def _new_manifest_path(runs: Path, run_id: str) -> Path:
-    """A manifest path no other run has: created exclusively, suffixed on a clash."""
-    runs.mkdir(parents=True, exist_ok=True)
-    for attempt in range(100):
-        path = runs / (f"{run_id}.json" if attempt == 0 else f"{run_id}-{attempt}.json")
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        except FileExistsError:
-            continue
-        return path
-    raise BenchError(f"cannot create a run manifest under {runs}", "clean up that folder")
+                    ledger.cell_done(cell, cell_seconds[0], facts.node)
+    return ledger.summary()
 
 
 def mark_abandoned_runs(runs: Path) -> list[Path]:
@@ -717,70 +570,3 @@ def _refuse_stale_cells(
             f"add them to this run (--explainers {','.join(names)} and their folds/seeds) "
             "so they are recomputed, or write this run to another --out",
         )
-
-
-def _fold_seed(fold: str, seed: int) -> str:
-    """The key of a (fold, seed) in the manifest and the run summary: ``"1/seed-0"``."""
-    return f"{fold}/seed-{seed}"
-
-
-def _stored_cell(out: Path, dataset: str, fold: str, explainer: str, seed: int):
-    """The stored cell of this (fold, seed, explainer), in the current layout or the
-    legacy one (before seeds were an axis), or None."""
-    current = cell_path(out, dataset, fold, explainer, seed)
-    for path in (current, legacy_cell_path(out, dataset, fold, explainer)):
-        cell = read_cell(path) if path.exists() else None
-        if cell is not None and int(cell.seed) == seed:
-            return cell
-    return None
-
-
-def _record_fold(manifest: dict[str, Any], ws: FoldWorkspace, explainers, seed: int) -> None:
-    """The fold's split sizes and options, and its classifier of this seed."""
-    fold = ws.fold
-    manifest["dataset"]["folds"][fold] = {
-        "protocol": ws.split.protocol,
-        "train": len(ws.train),
-        "valid": len(ws.valid),
-        "test": len(ws.test),
-        "conditions": {k: len(v) for k, v in ws.conditions.items()},
-        "explainer_options": {cls.name: ws.options_for(cls.name) for cls in explainers},
-    }
-    manifest["classifier"][_fold_seed(fold, seed)] = {
-        "fold": fold,
-        "seed": seed,
-        "config": ws.classifier_config.to_dict(),
-        "checkpoint": str(ws.classifier.checkpoint),
-        "sha256": ws.classifier.checkpoint_sha256,
-        "reused": ws.classifier.reused,
-        "train_seconds": ws.classifier.train_seconds,
-        "best_epoch": ws.classifier.best_epoch,
-        "thresholds": None if ws.thresholds is None else ws.thresholds.tolist(),
-        "test_quality": ws.quality,
-    }
-
-
-def _print_quality(dataset: str, fold: str, seed: int, quality: Mapping[str, float]) -> None:
-    parts = ", ".join(f"{k} {v:.3f}" for k, v in quality.items())
-    tqdm.write(f"classifier on {dataset} fold {fold} seed {seed} test (vs ground truth): {parts}")
-
-
-def _write_classifier_table(
-    out: Path, dataset: str, quality: Mapping[str, Mapping[str, float]]
-) -> None:
-    """Merge this run's classifier quality per (fold, seed) into ``classifier.csv``."""
-    import pandas as pd
-
-    path = Path(out) / dataset / "classifier.csv"
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
-    if path.is_file():
-        try:
-            for rec in pd.read_csv(path, dtype={"fold": str}).to_dict("records"):
-                seed = int(rec.get("seed", 0)) if pd.notna(rec.get("seed", 0)) else 0
-                rows[(str(rec["fold"]), seed)] = {**rec, "seed": seed}
-        except (OSError, ValueError):
-            rows = {}
-    for key, values in quality.items():
-        fold, _, seed = key.partition("/seed-")
-        rows[(fold, int(seed))] = {"fold": fold, "seed": int(seed), **values}
-    write_csv_atomic(pd.DataFrame([rows[k] for k in sorted(rows)]), path)

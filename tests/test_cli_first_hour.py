@@ -144,3 +144,46 @@ def test_the_readme_costs_carry_the_codes_defaults_on_every_dataset():
             assert rendered <= numbers, (name, dataset.name, rendered - numbers, costs[name])
             checked += 1
     assert checked >= 3 * 8
+
+
+def test_executor_ray_without_ray_says_how_to_install(capsys, tmp_path, monkeypatch):
+    """The extra is optional: without it, `--executor ray` names the install command
+    before any work (no data, no output folder)."""
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # import ray -> ImportError
+    out = tmp_path / "out"
+    code, text = _run(
+        capsys,
+        "run",
+        "--dataset",
+        "synth",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--explainers",
+        "random",
+        "--out",
+        str(out),
+        "--executor",
+        "ray",
+    )
+    assert code == 2
+    assert "--executor ray needs the Ray package" in text
+    assert 'pip install "l2i-bench[ray]"' in text
+    assert not out.exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ray-address", "auto"], "--ray-address given without --executor ray"),
+        (["--executor", "ray", "--ray-gpus", "-1"], "argument --ray-gpus: -1 is not a finite"),
+        (["--executor", "ray", "--ray-cpus", "0"], "argument --ray-cpus: 0 is not at least 1"),
+    ],
+)
+def test_ray_flags_that_cannot_work_are_refused(capsys, tmp_path, flags, message):
+    args = ["run", "--dataset", "synth", "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path)]
+    try:
+        code, text = _run(capsys, *args, *flags)
+    except SystemExit as exit_:  # argparse's own refusal
+        code, text = exit_.code, capsys.readouterr().err
+    assert code == 2
+    assert message in text

@@ -1,0 +1,416 @@
+"""The driver's side of a grid run, shared by every executor: the manifest, the tallies,
+the progress bar, the cell files and the publication at the end.
+
+An executor decides *where* a fold's classifier is trained and a cell is computed: in
+this process, one after the other (:mod:`l2i_bench.runner`), or as tasks on Ray workers
+(:mod:`l2i_bench.ray_executor`). Everything a reader of the output folder sees is written
+here, by the one driver process: a cell file whole or not at all as soon as its cell
+returns, the manifest after every event (so a killed driver leaves its record), and the
+published CSVs once, at the end, whatever ended the run. Workers only return values.
+
+What a fold contributes (its classifier's record, the options and quality) travels as a
+:class:`FoldFacts`, a plain value, so that a fold computed on another machine is
+recorded exactly like one computed here; a cell travels as its JSON record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from l2i_bench.cache import temporary_path
+from l2i_bench.errors import BenchError
+from l2i_bench.failpoints import failpoint
+from l2i_bench.provenance import environment
+from l2i_bench.registry import Registry
+from l2i_bench.results import (
+    CellResult,
+    cell_path,
+    legacy_cell_path,
+    publish,
+    read_cell,
+    write_csv_atomic,
+    write_json_atomic,
+)
+from l2i_bench.types import Dataset, Explainer, Metric
+from l2i_bench.workspace import FoldWorkspace, RunConfig, config_hash
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    computed: list[tuple[str, str]]
+    skipped: list[tuple[str, str]]
+    leaderboard: Path
+    results: Path
+    manifest: Path
+    classifier_quality: dict[str, dict[str, float]]
+    """Test quality of each (fold, seed)'s classifier, keyed ``"FOLD/seed-SEED"``."""
+    failed: list[tuple[str, int, str, str]] = field(default_factory=list)
+    """Cells that failed (fold, seed, explainer, error); the others were published."""
+
+
+@dataclass(frozen=True)
+class FoldFacts:
+    """What one (fold, seed) tells the driver once its classifier is ready: enough to
+    key, skip and record its cells without the workspace itself."""
+
+    fold: str
+    seed: int
+    split: dict[str, Any]
+    """The manifest's ``dataset.folds[fold]`` entry: split sizes and explainer options."""
+    classifier: dict[str, Any]
+    """The manifest's ``classifier["FOLD/seed-SEED"]`` entry."""
+    classifier_sha256: str
+    quality: dict[str, float]
+    has_stems: bool
+    options: dict[str, dict[str, str]]
+    node: str
+
+
+def this_node() -> str:
+    """The machine a fold or cell ran on, as the manifest records it."""
+    return socket.gethostname()
+
+
+def fold_facts(
+    ws: FoldWorkspace, explainers: Sequence[type[Explainer]], node: str | None = None
+) -> FoldFacts:
+    options = {cls.name: ws.options_for(cls.name) for cls in explainers}
+    return FoldFacts(
+        fold=ws.fold,
+        seed=ws.config.seed,
+        split={
+            "protocol": ws.split.protocol,
+            "train": len(ws.train),
+            "valid": len(ws.valid),
+            "test": len(ws.test),
+            "conditions": {k: len(v) for k, v in ws.conditions.items()},
+            "explainer_options": options,
+        },
+        classifier={
+            "fold": ws.fold,
+            "seed": ws.config.seed,
+            "config": ws.classifier_config.to_dict(),
+            "checkpoint": str(ws.classifier.checkpoint),
+            "sha256": ws.classifier.checkpoint_sha256,
+            "reused": ws.classifier.reused,
+            "train_seconds": ws.classifier.train_seconds,
+            "best_epoch": ws.classifier.best_epoch,
+            "thresholds": None if ws.thresholds is None else ws.thresholds.tolist(),
+            "test_quality": ws.quality,
+        },
+        classifier_sha256=ws.classifier.checkpoint_sha256,
+        quality=dict(ws.quality),
+        has_stems=ws.has_stems,
+        options=options,
+        node=node or this_node(),
+    )
+
+
+def fold_seed_key(fold: str, seed: int) -> str:
+    """The key of a (fold, seed) in the manifest and the run summary: ``"1/seed-0"``."""
+    return f"{fold}/seed-{seed}"
+
+
+def cell_config_key(
+    config: RunConfig,
+    dataset: Dataset,
+    facts: FoldFacts,
+    cls: type[Explainer],
+    metrics: Sequence[type[Metric]],
+) -> str:
+    """What a cell's numbers depend on; a stored cell with another key is recomputed.
+    Where the cell runs (which executor, which machine) is not part of it."""
+    return config_hash(
+        {
+            "dataset": dataset.name,
+            "dataset_fingerprint": dataset.fingerprint(),
+            "fold": facts.fold,
+            "explainer": cls.name,
+            "explainer_version": cls.version,
+            "options": facts.options[cls.name],
+            "seed": facts.seed,
+            "limit": config.limit,
+            "classifier": facts.classifier_sha256,
+            "metrics": sorted(f"{m.name}:{m.version}" for m in metrics),
+        }
+    )
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line for the manifest and the summary (BenchError with its fix)."""
+    if isinstance(err, BenchError):
+        text = err.problem + (f" (fix: {err.fix})" if err.fix else "")
+    else:
+        text = f"{type(err).__name__}: {err}"
+    return " ".join(text.split())
+
+
+class GridLedger:
+    """The record of one run as it happens, and its publication when it ends.
+
+    Used as a context manager around the executor's loop: on the way out it sets the
+    manifest's status (finished, interrupted, failed) and publishes every cell on disk,
+    whatever ended the run."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        registry: Registry,
+        dataset: Dataset,
+        explainers: Sequence[type[Explainer]],
+        metrics: Sequence[type[Metric]],
+        settings: dict[str, Any],
+        device: torch.device,
+        determinism: dict[str, Any],
+        started: float,
+        executor: dict[str, Any],
+        *,
+        folds: Sequence[str],
+    ) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.metrics = list(metrics)
+        self.started = started
+        self.out = Path(config.out)
+        seeds = config.grid_seeds
+        run_id = (
+            dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            + "-s"
+            + "-".join(str(s) for s in seeds)
+        )
+        self.manifest_path = _new_manifest_path(self.out / dataset.name / "runs", run_id)
+        self.run_id = self.manifest_path.stem
+        self.manifest: dict[str, Any] = {
+            "run_id": self.run_id,
+            "status": "running",
+            "pid": os.getpid(),
+            "config": {
+                **asdict(config),
+                "out": str(config.out),
+                "cache_dir": str(config.cache_dir),
+                "data_dir": str(dataset.data_dir),
+            },
+            "settings": settings,
+            "environment": environment(device),
+            "determinism": determinism,
+            "executor": executor,
+            "seeds": seeds,
+            "dataset": {
+                "name": dataset.name,
+                "version": dataset.version,
+                "task": str(dataset.task),
+                "fingerprint": dataset.fingerprint(),
+                "classes": dataset.class_names,
+                "folds": {},
+            },
+            "plugins": [r.to_dict() for r in registry.all_registered()],
+            "classifier": {},
+            "cells": {"computed": [], "skipped": [], "failed": []},
+            "nodes": {},
+        }
+        self.computed: list[tuple[str, str]] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.failed: list[tuple[str, int, str, str]] = []
+        self.quality: dict[str, dict[str, float]] = {}
+        self.results_path = self.out / dataset.name / "results.csv"
+        self.board_path = self.out / dataset.name / "leaderboard.csv"
+        self._save()  # a killed run still leaves its record
+        self.bar = tqdm(
+            total=len(seeds) * len(folds) * len(explainers),
+            desc=f"{dataset.name} grid",
+            unit="cell",
+            disable=not config.show_progress,
+            bar_format="{desc}: {n}/{total} cells |{bar:20}| {elapsed} elapsed, ETA {remaining}"
+            "{postfix}",
+        )
+
+    # -- events -----------------------------------------------------------------------
+
+    def fold_ready(self, facts: FoldFacts) -> None:
+        """A (fold, seed)'s classifier is trained or reloaded: record it and say how good
+        it is (what was explained matters)."""
+        key = fold_seed_key(facts.fold, facts.seed)
+        self.quality[key] = facts.quality
+        self.manifest["dataset"]["folds"][facts.fold] = facts.split
+        self.manifest["classifier"][key] = {**facts.classifier, "node": facts.node}
+        self._save()
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in facts.quality.items())
+        tqdm.write(
+            f"classifier on {self.dataset.name} fold {facts.fold} seed {facts.seed} test "
+            f"(vs ground truth): {parts}"
+        )
+
+    def pending(self, facts: FoldFacts, cls: type[Explainer]) -> str | None:
+        """The configuration key of a cell this run must compute, or None when it is
+        recorded as not applicable or as done already (skipped)."""
+        fold, seed = facts.fold, facts.seed
+        if cls.needs_stems and not facts.has_stems:
+            tqdm.write(
+                f"fold {fold} {cls.name}: skipped, it needs ground-truth stems "
+                f"and {self.dataset.name!r} has none"
+            )
+            self.manifest["cells"].setdefault("not_applicable", []).append([fold, seed, cls.name])
+            self.bar.update()
+            return None
+        key = cell_config_key(self.config, self.dataset, facts, cls, self.metrics)
+        existing = _stored_cell(self.out, self.dataset.name, fold, cls.name, seed)
+        if existing is not None and existing.config_key == key and not self.config.force:
+            self.skipped.append((fold, cls.name))
+            self.manifest["cells"]["skipped"].append([fold, seed, cls.name])
+            tqdm.write(f"fold {fold} seed {seed} {cls.name}: done already, skipped")
+            self.bar.update()
+            return None
+        return key
+
+    def cell_done(
+        self,
+        cell: CellResult,
+        seconds: float,
+        node: str,
+        listening: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Write a finished cell (and the listening files a remote worker returned)."""
+        fold, seed, name = cell.fold, int(cell.seed), cell.explainer
+        for relative, data in (listening or {}).items():
+            _write_bytes_atomic(self.out / self.dataset.name / relative, data)
+        failpoint("cell")
+        path = cell_path(self.out, self.dataset.name, fold, name, seed)
+        write_json_atomic(path, cell.to_json())
+        legacy_cell_path(self.out, self.dataset.name, fold, name).unlink(missing_ok=True)
+        self.computed.append((fold, name))
+        self.manifest["cells"]["computed"].append([fold, seed, name, round(seconds, 1)])
+        self.manifest["nodes"][f"{fold}/seed-{seed}/{name}"] = node
+        self._save()
+        tqdm.write(f"fold {fold} seed {seed} {name}: written {path} ({seconds:.0f} s)")
+        self.bar.update()
+
+    def cell_failed(self, fold: str, seed: int, name: str, error: str) -> None:
+        """A cell's own failure; the grid goes on and the others are published."""
+        self.failed.append((fold, seed, name, error))
+        self.manifest["cells"]["failed"].append([fold, seed, name, error])
+        self._save()
+        tqdm.write(f"fold {fold} seed {seed} {name}: FAILED: {error}", file=sys.stderr)
+        self.bar.set_postfix_str(f"{len(self.failed)} failed")
+        self.bar.update()
+
+    def note(self, key: str, value: Any) -> None:
+        """An executor's fact for the manifest (e.g. Ray's cluster resources)."""
+        self.manifest["executor"][key] = value
+        self._save()
+
+    # -- the end ----------------------------------------------------------------------
+
+    def __enter__(self) -> GridLedger:
+        return self
+
+    def __exit__(self, kind, err, traceback) -> None:
+        if err is None:
+            self.manifest["status"] = (
+                "finished" if not self.failed else f"finished, {len(self.failed)} cell(s) failed"
+            )
+        elif isinstance(err, KeyboardInterrupt):
+            self.manifest["status"] = "interrupted" + (f" ({err})" if str(err) else "")
+        else:
+            self.manifest["status"] = f"failed: {type(err).__name__}: {err}"
+        self.bar.close()
+        self.manifest["wall_seconds"] = time.perf_counter() - self.started
+        self._save()
+        if not (self.computed or self.skipped):
+            return
+        publish_started = time.perf_counter()
+        try:
+            self.results_path, self.board_path = publish(self.out, self.dataset.name)
+        except KeyboardInterrupt as interrupt:
+            self.manifest["status"] = (
+                "interrupted while publishing"
+                + (f" ({interrupt})" if str(interrupt) else "")
+                + ": the published files are all from this run (renamed together)"
+            )
+            self._save()
+            raise
+        _write_classifier_table(self.out, self.dataset.name, self.quality)
+        # The statistics' cost beside the run's (the README's budget: under 5 %).
+        self.manifest["publish_seconds"] = round(time.perf_counter() - publish_started, 2)
+        self._save()
+
+    def summary(self) -> RunSummary:
+        return RunSummary(
+            self.run_id,
+            self.computed,
+            self.skipped,
+            self.board_path,
+            self.results_path,
+            self.manifest_path,
+            self.quality,
+            self.failed,
+        )
+
+    def _save(self) -> None:
+        write_json_atomic(self.manifest_path, self.manifest)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _new_manifest_path(runs: Path, run_id: str) -> Path:
+    """A manifest path no other run has: created exclusively, suffixed on a clash."""
+    runs.mkdir(parents=True, exist_ok=True)
+    for attempt in range(100):
+        path = runs / (f"{run_id}.json" if attempt == 0 else f"{run_id}-{attempt}.json")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise BenchError(f"cannot create a run manifest under {runs}", "clean up that folder")
+
+
+def _stored_cell(out: Path, dataset: str, fold: str, explainer: str, seed: int):
+    """The stored cell of this (fold, seed, explainer), in the current layout or the
+    legacy one (before seeds were an axis), or None."""
+    current = cell_path(out, dataset, fold, explainer, seed)
+    for path in (current, legacy_cell_path(out, dataset, fold, explainer)):
+        cell = read_cell(path) if path.exists() else None
+        if cell is not None and int(cell.seed) == seed:
+            return cell
+    return None
+
+
+def _write_classifier_table(
+    out: Path, dataset: str, quality: Mapping[str, Mapping[str, float]]
+) -> None:
+    """Merge this run's classifier quality per (fold, seed) into ``classifier.csv``."""
+    import pandas as pd
+
+    path = Path(out) / dataset / "classifier.csv"
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    if path.is_file():
+        try:
+            for rec in pd.read_csv(path, dtype={"fold": str}).to_dict("records"):
+                seed = int(rec.get("seed", 0)) if pd.notna(rec.get("seed", 0)) else 0
+                rows[(str(rec["fold"]), seed)] = {**rec, "seed": seed}
+        except (OSError, ValueError):
+            rows = {}
+    for key, values in quality.items():
+        fold, _, seed = key.partition("/seed-")
+        rows[(fold, int(seed))] = {"fold": fold, "seed": int(seed), **values}
+    write_csv_atomic(pd.DataFrame([rows[k] for k in sorted(rows)]), path)

@@ -1,0 +1,246 @@
+"""`--executor ray` on a local Ray instance (2 CPUs): the same cells as the sequential
+executor, a killed worker retried, a failing cell reported, Ctrl-C on the driver.
+
+The grids use the tiny synth and cheap metrics of ``fault_plugins`` (2 folds x 2
+explainers, one of them learned and cached), plus one grid of real explainers and every
+metric, so that "the same numbers" covers the metrics researchers read. Each test starts
+its own Ray instance (about 5 s) because the workers take their environment (the
+failpoint, ``PYTHONPATH`` to this folder for the test plugins) from the driver's at
+start, as a cluster's nodes take theirs from how they were started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from fault_plugins import CLASSIFIER, registry
+
+from l2i_bench.errors import BenchError
+from l2i_bench.failpoints import ENV, ONCE_ENV
+from l2i_bench.registry import load_registry
+from l2i_bench.results import read_cells
+from l2i_bench.runner import RunConfig, run_benchmark
+
+ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install '.[ray]')")
+from l2i_bench.ray_executor import RayOptions  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]
+TESTS = Path(__file__).resolve().parent
+LOCAL = RayOptions(cpus=1, local_cpus=2, retries=2)
+
+
+def _config(synth_dir, out, cache, **kw) -> RunConfig:
+    base = dict(
+        dataset="synth-tiny",
+        explainers=["random", "profile"],
+        folds=["1", "2"],
+        data_dir=synth_dir,
+        device="cpu",
+        out=out,
+        cache_dir=cache,
+        classifier=CLASSIFIER,
+        listen=1,
+        show_progress=False,
+        threads=1,
+    )
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def _values(out: Path, dataset: str) -> dict:
+    """Every non-timing value of every cell, and the per-row values behind them."""
+    values = {}
+    for cell in read_cells(out, dataset):
+        key = (cell.fold, int(cell.seed), cell.explainer)
+        scores = {s.column: (s.value, s.n, s.note) for s in cell.scores if s.metric != "timing"}
+        timing = {s.column for s in cell.scores if s.metric == "timing"}
+        rows = {
+            column: packed["values"]
+            for column, packed in cell.rows.get("columns", {}).items()
+            if column not in timing
+        }
+        values[key] = (cell.config_key, cell.classifier_sha256, scores, rows)
+    return values
+
+
+def _listening(out: Path, dataset: str) -> dict[str, bytes]:
+    root = out / dataset / "listen"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.wav"))}
+
+
+@pytest.fixture(autouse=True)
+def _workers_import_the_test_plugins(monkeypatch):
+    """Workers unpickle the test plugins' classes by module name, as a cluster's nodes
+    import an installed plugin package."""
+    paths = [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    monkeypatch.delenv(ENV, raising=False)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sequential(synth_dir, tmp_path_factory) -> Path:
+    """The reference: the same grid, sequential, one torch thread (Ray's tasks use one)."""
+    root = tmp_path_factory.mktemp("sequential")
+    threads = torch.get_num_threads()
+    try:
+        run_benchmark(_config(synth_dir, root / "out", root / "cache"), registry())
+    finally:
+        torch.set_num_threads(threads)
+    return root / "out"
+
+
+def test_ray_gives_the_sequential_numbers_and_files(synth_dir, tmp_path, sequential):
+    out = tmp_path / "out"
+    summary = run_benchmark(
+        _config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL
+    )  # its own cache: every classifier and fit is made again on the workers
+    assert sorted(summary.computed) == [(f, e) for f in ("1", "2") for e in ("profile", "random")]
+    assert summary.failed == []
+    expected = _values(sequential, "synth-tiny")
+    assert len(expected) == 4
+    assert _values(out, "synth-tiny") == expected
+    assert _listening(out, "synth-tiny") == _listening(sequential, "synth-tiny")
+    manifest = json.loads(summary.manifest.read_text())
+    assert manifest["status"] == "finished"
+    executor = manifest["executor"]
+    assert (executor["name"], executor["task_threads"]) == ("ray", 1)
+    assert executor["cluster_resources"]["CPU"] == 2.0
+    assert sorted(manifest["nodes"]) == [
+        f"{f}/seed-0/{e}" for f in "12" for e in ("profile", "random")
+    ]
+
+    # Finished cells are skipped on a rerun, and --force recomputes them.
+    again = run_benchmark(_config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL)
+    assert (again.computed, len(again.skipped)) == ([], 4)
+    forced = run_benchmark(
+        _config(synth_dir, out, tmp_path / "cache", force=True, explainers=["random"]),
+        registry(),
+        LOCAL,
+    )
+    assert sorted(forced.computed) == [("1", "random"), ("2", "random")]
+    assert _values(out, "synth-tiny") == expected
+
+
+def test_a_worker_killed_in_a_cell_is_retried_to_the_same_numbers(
+    synth_dir, tmp_path, sequential, monkeypatch
+):
+    fired = tmp_path / "failpoint-fired"
+    monkeypatch.setenv(ENV, "task=KILL")  # SIGKILL of the worker, cell computed, not returned
+    monkeypatch.setenv(ONCE_ENV, str(fired))
+    out = tmp_path / "out"
+    summary = run_benchmark(_config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL)
+    assert fired.exists(), "no worker was killed: the failpoint did not fire"
+    assert summary.failed == []
+    assert len(summary.computed) == 4
+    assert _values(out, "synth-tiny") == _values(sequential, "synth-tiny")
+
+
+def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
+    synth_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(ENV, "task=KILL")  # no ONCE marker: every attempt dies
+    summary = run_benchmark(
+        _config(
+            synth_dir, tmp_path / "out", tmp_path / "cache", folds=["1"], explainers=["random"]
+        ),
+        registry(),
+        RayOptions(cpus=1, local_cpus=2, retries=1),
+    )
+    assert summary.computed == []
+    [(fold, seed, name, error)] = summary.failed
+    assert (fold, seed, name) == ("1", 0, "random")
+    assert "died 2 time(s)" in error and "--ray-retries" in error
+
+
+def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential):
+    out = tmp_path / "out"
+    summary = run_benchmark(
+        _config(synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "raising"]),
+        registry(),
+        LOCAL,
+    )
+    [(fold, seed, name, error)] = summary.failed
+    assert (fold, seed, name) == ("1", 0, "raising")
+    assert "boom inside the plugin" in error
+    assert summary.computed == [("1", "random")]
+    board = (out / "synth-tiny" / "leaderboard.csv").read_text()
+    assert "random" in board and "raising" not in board
+    ours = _values(out, "synth-tiny")[("1", 0, "random")]
+    assert ours == _values(sequential, "synth-tiny")[("1", 0, "random")]
+    manifest = json.loads(summary.manifest.read_text())
+    assert manifest["status"] == "finished, 1 cell(s) failed"
+
+
+def test_ctrl_c_on_the_driver_cancels_tasks_and_keeps_finished_cells(synth_dir, tmp_path):
+    """`hanging` sleeps for an hour in its worker; Ctrl-C once `random` is on disk."""
+    out = tmp_path / "out"
+    cell = out / "synth-tiny" / "cells" / "fold-1" / "seed-0" / "random.json"
+
+    def interrupt_when_random_is_written():
+        deadline = time.monotonic() + 240
+        while not cell.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_random_is_written, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(
+            _config(
+                synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "hanging"]
+            ),
+            registry(),
+            LOCAL,
+        )
+    assert time.monotonic() - started < 200, "the hanging task was not cancelled"
+    assert cell.is_file()
+    [manifest] = [json.loads(p.read_text()) for p in (out / "synth-tiny" / "runs").glob("*.json")]
+    assert manifest["status"].startswith("interrupted")
+    assert (out / "synth-tiny" / "leaderboard.csv").is_file()  # what finished is published
+    assert not ray.is_initialized(), "the local Ray instance was left running"
+
+
+def test_real_explainers_and_metrics_match_sequential(synth_dir, tmp_path):
+    """The built-in plugins and every metric: saliency (gradients) and random on the
+    real synth, fold 1, each executor in its own cache."""
+    reg = load_registry()
+    base = dict(
+        dataset="synth",
+        folds=["1"],
+        explainers=["random", "saliency"],
+        limit=4,
+        classifier={"epochs": 1, "width": 0.125},
+        listen=0,
+    )
+    threads = torch.get_num_threads()
+    try:
+        run_benchmark(_config(synth_dir, tmp_path / "seq", tmp_path / "c1", **base), reg)
+    finally:
+        torch.set_num_threads(threads)
+    run_benchmark(_config(synth_dir, tmp_path / "ray", tmp_path / "c2", **base), reg, LOCAL)
+    expected = _values(tmp_path / "seq", "synth")
+    assert len(expected) == 2
+    assert sum(len(scores) for _, _, scores, _ in expected.values()) > 50
+    assert _values(tmp_path / "ray", "synth") == expected
+
+
+def test_ray_settings_that_cannot_work_are_refused_before_any_work(synth_dir, tmp_path):
+    with pytest.raises(BenchError, match="--ray-gpus"):
+        run_benchmark(
+            _config(synth_dir, tmp_path / "out", tmp_path / "cache", device="cuda"),
+            registry(),
+            LOCAL,
+        )
+    assert not (tmp_path / "out").exists()
