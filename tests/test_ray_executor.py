@@ -3,10 +3,10 @@ executor, a killed worker retried, a failing cell reported, Ctrl-C on the driver
 
 The grids use the tiny synth and cheap metrics of ``fault_plugins`` (2 folds x 2
 explainers, one of them learned and cached), plus one grid of real explainers and every
-metric, so that "the same numbers" covers the metrics researchers read. Each test starts
-its own Ray instance (about 5 s) because the workers take their environment (the
-failpoint, ``PYTHONPATH`` to this folder for the test plugins) from the driver's at
-start, as a cluster's nodes take theirs from how they were started.
+metric, so that "the same numbers" covers the metrics researchers read. The fault tests
+start their own Ray instance (about 5 s, and the workers' torch imports) because the
+workers take their environment (the failpoint) from the driver's at start, as a
+cluster's nodes take theirs from how they were started; the others share one.
 """
 
 from __future__ import annotations
@@ -85,6 +85,30 @@ def _workers_import_the_test_plugins(monkeypatch):
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def shared_ray(_workers_import_the_test_plugins):
+    """One local Ray instance of 2 CPUs for the tests that need no special environment
+    (its workers stay warm between runs); a run finds it and leaves it running."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    return ray
+
+
+@pytest.fixture
+def own_ray(_workers_import_the_test_plugins):
+    """No Ray running: the run starts its own instance with this test's environment."""
+    if ray.is_initialized():
+        ray.shutdown()
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_ray_left_running():
+    yield
     if ray.is_initialized():
         ray.shutdown()
 
@@ -101,7 +125,7 @@ def sequential(synth_dir, tmp_path_factory) -> Path:
     return root / "out"
 
 
-def test_ray_gives_the_sequential_numbers_and_files(synth_dir, tmp_path, sequential):
+def test_ray_gives_the_sequential_numbers_and_files(synth_dir, tmp_path, sequential, shared_ray):
     out = tmp_path / "out"
     summary = run_benchmark(
         _config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL
@@ -133,38 +157,7 @@ def test_ray_gives_the_sequential_numbers_and_files(synth_dir, tmp_path, sequent
     assert _values(out, "synth-tiny") == expected
 
 
-def test_a_worker_killed_in_a_cell_is_retried_to_the_same_numbers(
-    synth_dir, tmp_path, sequential, monkeypatch
-):
-    fired = tmp_path / "failpoint-fired"
-    monkeypatch.setenv(ENV, "task=KILL")  # SIGKILL of the worker, cell computed, not returned
-    monkeypatch.setenv(ONCE_ENV, str(fired))
-    out = tmp_path / "out"
-    summary = run_benchmark(_config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL)
-    assert fired.exists(), "no worker was killed: the failpoint did not fire"
-    assert summary.failed == []
-    assert len(summary.computed) == 4
-    assert _values(out, "synth-tiny") == _values(sequential, "synth-tiny")
-
-
-def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
-    synth_dir, tmp_path, monkeypatch
-):
-    monkeypatch.setenv(ENV, "task=KILL")  # no ONCE marker: every attempt dies
-    summary = run_benchmark(
-        _config(
-            synth_dir, tmp_path / "out", tmp_path / "cache", folds=["1"], explainers=["random"]
-        ),
-        registry(),
-        RayOptions(cpus=1, local_cpus=2, retries=1),
-    )
-    assert summary.computed == []
-    [(fold, seed, name, error)] = summary.failed
-    assert (fold, seed, name) == ("1", 0, "random")
-    assert "died 2 time(s)" in error and "--ray-retries" in error
-
-
-def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential):
+def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential, shared_ray):
     out = tmp_path / "out"
     summary = run_benchmark(
         _config(synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "raising"]),
@@ -183,7 +176,62 @@ def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential
     assert manifest["status"] == "finished, 1 cell(s) failed"
 
 
-def test_ctrl_c_on_the_driver_cancels_tasks_and_keeps_finished_cells(synth_dir, tmp_path):
+def test_real_explainers_and_metrics_match_sequential(synth_dir, tmp_path, shared_ray):
+    """A built-in explainer and every metric: saliency (gradients) on the real synth,
+    fold 1, each executor in its own cache."""
+    reg = load_registry()
+    base = dict(
+        dataset="synth",
+        folds=["1"],
+        explainers=["saliency"],
+        limit=3,
+        classifier={"epochs": 1, "width": 0.125},
+        listen=0,
+    )
+    threads = torch.get_num_threads()
+    try:
+        run_benchmark(_config(synth_dir, tmp_path / "seq", tmp_path / "c1", **base), reg)
+    finally:
+        torch.set_num_threads(threads)
+    run_benchmark(_config(synth_dir, tmp_path / "ray", tmp_path / "c2", **base), reg, LOCAL)
+    expected = _values(tmp_path / "seq", "synth")
+    assert len(expected) == 1
+    assert sum(len(scores) for _, _, scores, _ in expected.values()) > 40
+    assert _values(tmp_path / "ray", "synth") == expected
+
+
+def test_a_worker_killed_in_a_cell_is_retried_to_the_same_numbers(
+    synth_dir, tmp_path, sequential, monkeypatch, own_ray
+):
+    fired = tmp_path / "failpoint-fired"
+    monkeypatch.setenv(ENV, "task=KILL")  # SIGKILL of the worker, cell computed, not returned
+    monkeypatch.setenv(ONCE_ENV, str(fired))
+    out = tmp_path / "out"
+    summary = run_benchmark(_config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL)
+    assert fired.exists(), "no worker was killed: the failpoint did not fire"
+    assert summary.failed == []
+    assert len(summary.computed) == 4
+    assert _values(out, "synth-tiny") == _values(sequential, "synth-tiny")
+
+
+def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
+    synth_dir, tmp_path, monkeypatch, own_ray
+):
+    monkeypatch.setenv(ENV, "task=KILL")  # no ONCE marker: every attempt dies
+    summary = run_benchmark(
+        _config(
+            synth_dir, tmp_path / "out", tmp_path / "cache", folds=["1"], explainers=["random"]
+        ),
+        registry(),
+        RayOptions(cpus=1, local_cpus=2, retries=1),
+    )
+    assert summary.computed == []
+    [(fold, seed, name, error)] = summary.failed
+    assert (fold, seed, name) == ("1", 0, "random")
+    assert "died 2 time(s)" in error and "--ray-retries" in error
+
+
+def test_ctrl_c_on_the_driver_cancels_tasks_and_keeps_finished_cells(synth_dir, tmp_path, own_ray):
     """`hanging` sleeps for an hour in its worker; Ctrl-C once `random` is on disk."""
     out = tmp_path / "out"
     cell = out / "synth-tiny" / "cells" / "fold-1" / "seed-0" / "random.json"
@@ -212,31 +260,7 @@ def test_ctrl_c_on_the_driver_cancels_tasks_and_keeps_finished_cells(synth_dir, 
     assert not ray.is_initialized(), "the local Ray instance was left running"
 
 
-def test_real_explainers_and_metrics_match_sequential(synth_dir, tmp_path):
-    """The built-in plugins and every metric: saliency (gradients) and random on the
-    real synth, fold 1, each executor in its own cache."""
-    reg = load_registry()
-    base = dict(
-        dataset="synth",
-        folds=["1"],
-        explainers=["random", "saliency"],
-        limit=4,
-        classifier={"epochs": 1, "width": 0.125},
-        listen=0,
-    )
-    threads = torch.get_num_threads()
-    try:
-        run_benchmark(_config(synth_dir, tmp_path / "seq", tmp_path / "c1", **base), reg)
-    finally:
-        torch.set_num_threads(threads)
-    run_benchmark(_config(synth_dir, tmp_path / "ray", tmp_path / "c2", **base), reg, LOCAL)
-    expected = _values(tmp_path / "seq", "synth")
-    assert len(expected) == 2
-    assert sum(len(scores) for _, _, scores, _ in expected.values()) > 50
-    assert _values(tmp_path / "ray", "synth") == expected
-
-
-def test_ray_settings_that_cannot_work_are_refused_before_any_work(synth_dir, tmp_path):
+def test_ray_settings_that_cannot_work_are_refused_before_any_work(synth_dir, tmp_path, own_ray):
     with pytest.raises(BenchError, match="--ray-gpus"):
         run_benchmark(
             _config(synth_dir, tmp_path / "out", tmp_path / "cache", device="cuda"),
