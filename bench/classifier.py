@@ -1,23 +1,15 @@
-"""The classifier every explainer interprets: Kumar et al.'s CNN with L2I's head.
+"""Training and caching of the classifier every explainer interprets, whatever its
+architecture (a classifier plugin, :class:`l2i_bench.types.Classifier`; the built-in
+``kumar`` is the L2I paper's CNN).
 
-Architecture (method notes §1.1-§1.2): six conv blocks B1-B6 (Conv3x3+BN+ReLU, two
-convs per block for B1-B5 and one for B6, ``MaxPool2d(2)`` after each), F1 (a 2x2
-conv without padding +BN+ReLU to 1024 channels), then the head L2I trained for ESC-50
-(``FtEx``): 1x1 conv to 256 channels + ReLU, global pooling, ``Dropout(0.2)``,
-``Linear(-> C)``. Interpreters read the B4/B5/B6 conv outputs *before* their max-pool.
-
-Global pooling is an **average**. The L2I code has ``max_pool2d`` fixed, but its comment
-says the ESC-50 experiments used ``avg_pool2d`` (only the final SONYC-UST model used
-max); average pooling is also the smoother choice for training from scratch on small
-folds. Pooling has no parameters, so a checkpoint loads either way.
-
-The module also trains (or reuses from a cache) one classifier per (dataset, fold):
-Adam, early stopping on the validation split (never the test fold, unlike the L2I
-code), best weights restored, and per-class decision thresholds for multilabel data
-chosen on validation F1 from the grid L2I's ``compute_multilabel_threshold`` uses.
-BatchNorm statistics are recomputed under the current weights before every validation
-("precise BN", see :func:`recompute_batchnorm_statistics`): with the default running
-average, small folds validate at chance although the network has learned the task.
+One classifier per (dataset, fold, seed), trained or reused from a cache: Adam, early
+stopping on the validation split (never the test fold, unlike the L2I code), best
+weights restored, and per-class decision thresholds for multilabel data chosen on
+validation F1 from the grid L2I's ``compute_multilabel_threshold`` uses. BatchNorm
+statistics are recomputed under the current weights before every validation ("precise
+BN", see :func:`recompute_batchnorm_statistics`): with the default running average,
+small folds validate at chance although the network has learned the task. A load-only
+plugin (``trainable = False``) is loaded from ``pretrained`` and only evaluated.
 """
 
 from __future__ import annotations
@@ -35,140 +27,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from l2i_bench.audio import FRONT_END_VERSION, N_MELS
+from l2i_bench.audio import FRONT_END_VERSION
 from l2i_bench.cache import discard, entry_lock, file_digest, load_torch, save_torch
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import failpoint
-from l2i_bench.types import Task
+from l2i_bench.types import Classifier, Task
 
-TAP_NAMES: tuple[str, ...] = ("B4", "B5", "B6")
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 """Candidate multilabel decision thresholds {0.05, 0.10, ..., 0.95} (L2I's grid)."""
 
 CHECKPOINT_FORMAT = 1
 PRECISE_BN_BATCHES = 8
-MIN_FRAMES = 64
-"""Shortest input: six 2x pools must leave at least one time frame for F1."""
-
-# Which Kumar et al. layer (``layer{n}`` in ``weak_mxh64_1024``) each of our conv units
-# is, so that the AudioSet checkpoint's keys can be translated (method notes §1.1).
-KUMAR_LAYER_OF: dict[str, int] = {
-    "b1.0": 1,
-    "b1.1": 2,
-    "b2.0": 4,
-    "b2.1": 5,
-    "b3.0": 7,
-    "b3.1": 8,
-    "b4.0": 10,
-    "b4.1": 11,
-    "b5.0": 13,
-    "b5.1": 14,
-    "b6.0": 16,
-    "f1": 18,
-}
-_OUR_UNIT_OF_KUMAR = {n: unit for unit, n in KUMAR_LAYER_OF.items()}
-BACKBONE_PREFIXES: tuple[str, ...] = ("b1.", "b2.", "b3.", "b4.", "b5.", "b6.", "f1.")
-
-
-def scaled_channels(n: int, width: float) -> int:
-    """Channels of a layer that has ``n`` at width 1.0 (never fewer than 4)."""
-    return max(4, round(n * width))
-
-
-def _conv_unit(c_in: int, c_out: int, kernel: int = 3, padding: int = 1) -> nn.Sequential:
-    """Conv + BN + ReLU as one Sequential, laid out like Kumar's ``layer{n}`` so a
-    checkpoint's ``.0`` (conv) and ``.1`` (BN) keys map one to one."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel_size=kernel, padding=padding),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
-
-
-class KumarCNN(nn.Module):
-    """Kumar et al. (2018) CNN with L2I's classification head.
-
-    Input ``(B, 1, T, 128)`` log-mel in dB (time on the height axis); output logits
-    ``(B, C)``. ``width`` scales every channel count (``ch(n) = max(4, round(n*width))``)
-    so the ``synth`` default and the tests stay fast; 1.0 is the paper's network.
-    Implements :class:`l2i_bench.types.ClassifierModel`.
-    """
-
-    tap_names: tuple[str, ...] = TAP_NAMES
-
-    def __init__(self, num_classes: int, task: Task, width: float = 1.0) -> None:
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if not width > 0:
-            raise ValueError(f"width must be > 0, got {width}")
-        self.num_classes = int(num_classes)
-        self.task = Task(task)
-        self.width = float(width)
-
-        def ch(n: int) -> int:
-            return scaled_channels(n, width)
-
-        self.b1 = nn.Sequential(_conv_unit(1, ch(16)), _conv_unit(ch(16), ch(16)))
-        self.b2 = nn.Sequential(_conv_unit(ch(16), ch(32)), _conv_unit(ch(32), ch(32)))
-        self.b3 = nn.Sequential(_conv_unit(ch(32), ch(64)), _conv_unit(ch(64), ch(64)))
-        self.b4 = nn.Sequential(_conv_unit(ch(64), ch(128)), _conv_unit(ch(128), ch(128)))
-        self.b5 = nn.Sequential(_conv_unit(ch(128), ch(256)), _conv_unit(ch(256), ch(256)))
-        self.b6 = nn.Sequential(_conv_unit(ch(256), ch(512)))
-        self.f1 = _conv_unit(ch(512), ch(1024), kernel=2, padding=0)
-        self.pool = nn.MaxPool2d(2)
-        # L2I's FtEx head (the AudioSet 527-way layer19 is not built: L2I discards it).
-        self.head_conv = nn.Conv2d(ch(1024), ch(256), kernel_size=1)
-        self.dropout = nn.Dropout(0.2)
-        self.fc = nn.Linear(ch(256), self.num_classes)
-        self.tap_channels: dict[str, int] = {"B4": ch(128), "B5": ch(256), "B6": ch(512)}
-
-    def forward_with_taps(
-        self, logmel: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits and the B4/B5/B6 conv outputs before pooling, ``(B, C_tap, T', F')``:
-        B4 ``(T//8, 16)``, B5 ``(T//16, 8)``, B6 ``(T//32, 4)``."""
-        if logmel.dim() != 4 or logmel.shape[1] != 1 or logmel.shape[-1] != N_MELS:
-            raise ValueError(
-                f"KumarCNN expects log-mel input (B, 1, T, {N_MELS}), got {tuple(logmel.shape)}"
-            )
-        if logmel.shape[2] < MIN_FRAMES:
-            raise ValueError(
-                f"KumarCNN needs at least {MIN_FRAMES} frames (~0.75 s at 44.1 kHz), "
-                f"got {logmel.shape[2]}"
-            )
-        x = self.pool(self.b1(logmel))
-        x = self.pool(self.b2(x))
-        x = self.pool(self.b3(x))
-        t4 = self.b4(x)
-        t5 = self.b5(self.pool(t4))
-        t6 = self.b6(self.pool(t5))
-        x = self.pool(t6)
-        if x.shape[2] < 2:
-            # Clips shorter than 128 frames (~1.5 s) leave one frame for the 2x2 F1
-            # conv; repeating it keeps short test clips usable and never touches the
-            # 5 s / 10 s shapes of the paper.
-            x = F.pad(x, (0, 0, 0, 2 - x.shape[2]), mode="replicate")
-        x = self.f1(x)
-        x = F.relu(self.head_conv(x))
-        x = x.mean(dim=(2, 3))  # global average pool, see the module docstring
-        logits = self.fc(self.dropout(x))
-        return logits, {"B4": t4, "B5": t5, "B6": t6}
-
-    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_taps(logmel)[0]
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Softmax for multiclass, sigmoid for multilabel."""
-        if self.task is Task.MULTICLASS:
-            return torch.softmax(logits, dim=-1)
-        return torch.sigmoid(logits)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -177,6 +51,12 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # ------------------------------------------------------------------- configuration
+
+
+DEFAULT_CLASSIFIER = "kumar"
+"""The L2I paper's CNN. Its name is left out of every key, setting and hash (see
+:meth:`ClassifierConfig.to_dict`), which were all made before classifiers were plugins:
+the checkpoints and cells computed then stay valid."""
 
 
 @dataclass
@@ -189,6 +69,8 @@ class ClassifierConfig:
     ``augment`` turns on seeded SpecAugment-style time/frequency masking.
     """
 
+    name: str = DEFAULT_CLASSIFIER
+    """The classifier plugin (``l2i-bench plugins`` lists them)."""
     width: float = 1.0
     epochs: int = 60
     lr: float = 1e-3
@@ -240,8 +122,11 @@ class ClassifierConfig:
             ) from err
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values (for the manifest and the checkpoint)."""
+        """JSON-ready values (for the manifest and the checkpoint); the default
+        classifier's name is implicit (:data:`DEFAULT_CLASSIFIER`)."""
         out = asdict(self)
+        if out["name"] == DEFAULT_CLASSIFIER:
+            del out["name"]
         out["pretrained"] = str(self.pretrained) if self.pretrained is not None else None
         out["pos_weight"] = list(map(float, self.pos_weight)) if self.pos_weight else None
         out["width"] = float(self.width)
@@ -283,7 +168,7 @@ class TrainedClassifier:
     when it was reused.
     """
 
-    model: KumarCNN
+    model: Classifier
     config: ClassifierConfig
     thresholds: torch.Tensor | None
     history: list[dict[str, float]]
@@ -456,39 +341,18 @@ def spec_augment(logmel: torch.Tensor, generator: torch.Generator) -> torch.Tens
 # ------------------------------------------------------------------- pretrained
 
 
-def _backbone_key(key: str) -> str | None:
-    """Our backbone key for a checkpoint key, or ``None`` for heads/unknown keys.
+def classifier_plugin(name: str) -> type[Classifier]:
+    """The installed classifier plugin called ``name`` (an error lists the others)."""
+    from l2i_bench.registry import load_registry
 
-    Accepts our own names (``b4.1.0.weight``), Kumar et al.'s (``layer11.0.weight``)
-    and either behind a ``module.`` (DataParallel) or ``fe.``-style wrapper prefix.
-    """
-    key = re.sub(r"^module\.", "", key)
-    for _ in range(2):
-        if key.startswith(BACKBONE_PREFIXES):
-            return key
-        match = re.match(r"^layer(\d+)\.(.+)$", key)
-        if match:
-            unit = _OUR_UNIT_OF_KUMAR.get(int(match.group(1)))
-            return f"{unit}.{match.group(2)}" if unit is not None else None
-        if "." not in key:
-            return None
-        key = key.split(".", 1)[1]  # drop one wrapper prefix and retry
-    return None
+    return load_registry().classifier(name)
 
 
-def load_pretrained_backbone(model: KumarCNN, path: Path) -> dict[str, int]:
-    """Copy the backbone weights (B1-B6, F1) of a local checkpoint into ``model``.
-
-    Heads are skipped (the AudioSet 527-way layer or another dataset's classifier).
-    Shapes must match exactly: a width or architecture mismatch is an error, never a
-    silent partial load. Returns counts of loaded and skipped tensors.
-    """
+def read_state_dict(path: Path, fix: str) -> Mapping[str, torch.Tensor]:
+    """The tensors of a local checkpoint, loaded with ``weights_only=True``: a raw state
+    dict, or one under ``state_dict`` (Lightning and most trainers) or ``model`` (the
+    PANNs checkpoints). Anything else is an error naming the file, with ``fix``."""
     path = Path(path)
-    fix = (
-        "pass a PyTorch state dict of the Kumar et al. CNN (raw, or under 'state_dict'), "
-        "saved with torch.save; convert an old pickled model with "
-        "torch.save(model.state_dict(), 'weights.pt')"
-    )
     if not path.is_file():
         raise BenchError(f"pretrained classifier checkpoint not found: {path}", fix)
     try:
@@ -499,37 +363,17 @@ def load_pretrained_backbone(model: KumarCNN, path: Path) -> dict[str, int]:
             f"{str(err).splitlines()[0] if str(err) else ''}",
             fix,
         ) from err
-    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in loaded.values()
+    for wrapper in ("state_dict", "model"):
+        if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
+            loaded = loaded[wrapper]
+            break
+    if (
+        not isinstance(loaded, Mapping)
+        or not loaded
+        or not all(isinstance(v, torch.Tensor) for v in loaded.values())
     ):
         raise BenchError(f"pretrained checkpoint {path} does not hold a state dict", fix)
-    own = model.state_dict()
-    update: dict[str, torch.Tensor] = {}
-    skipped = 0
-    for key, tensor in loaded.items():
-        ours = _backbone_key(str(key))
-        if ours is None or ours not in own:
-            skipped += 1
-            continue
-        if tuple(tensor.shape) != tuple(own[ours].shape):
-            raise BenchError(
-                f"pretrained checkpoint {path}: {key} has shape {tuple(tensor.shape)} but the "
-                f"classifier (width {model.width}) expects {tuple(own[ours].shape)}",
-                "set the classifier width to the checkpoint's (1.0 for Kumar et al.'s "
-                "AudioSet weights) or use a checkpoint of this width",
-            )
-        update[ours] = tensor.to(own[ours].dtype)
-    if not update:
-        raise BenchError(
-            f"pretrained checkpoint {path} has no backbone weights of the Kumar et al. CNN "
-            f"({len(loaded)} keys, none named like layer1..layer18 or b1..f1)",
-            fix,
-        )
-    own.update(update)
-    model.load_state_dict(own)
-    return {"loaded": len(update), "skipped": skipped}
+    return loaded
 
 
 # ------------------------------------------------------------------- checkpoints
@@ -552,8 +396,12 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor], thresholds: Any = Non
 
 
 def _check_cached(
-    payload: Any, config: ClassifierConfig, task: Task, num_classes: int
-) -> tuple[KumarCNN, dict[str, Any]]:
+    payload: Any,
+    config: ClassifierConfig,
+    task: Task,
+    num_classes: int,
+    architecture: type[Classifier],
+) -> tuple[Classifier, dict[str, Any]]:
     """Validate a cached checkpoint's payload against what was asked; raises on anything
     unexpected (the caller discards the entry)."""
     required = {"state_dict", "config", "task", "num_classes", "thresholds", "history"}
@@ -563,7 +411,7 @@ def _check_cached(
         raise ValueError("task or class count differs")
     if payload["config"] != config.to_dict():
         raise ValueError("config differs")
-    model = KumarCNN(num_classes, task, config.width)
+    model = architecture(num_classes, task, width=config.width)
     model.load_state_dict(payload["state_dict"], strict=True)
     thresholds = payload["thresholds"]
     if task is Task.MULTILABEL and (
@@ -592,16 +440,24 @@ def _train(
     task: Task,
     num_classes: int,
     config: ClassifierConfig,
+    architecture: type[Classifier],
     device: torch.device,
     show_progress: bool,
-) -> tuple[KumarCNN, list[dict[str, float]], int, dict[str, Any]]:
-    """Train with early stopping; returns the best-epoch model (eval mode)."""
+) -> tuple[Classifier, list[dict[str, float]], int, dict[str, Any]]:
+    """Train with early stopping; returns the best-epoch model (eval mode). A load-only
+    classifier is loaded and validated once (epoch 0), never trained."""
     torch.manual_seed(config.seed)
-    model = KumarCNN(num_classes, task, config.width)
+    model = architecture(num_classes, task, width=config.width)
     extra: dict[str, Any] = {}
     if config.pretrained is not None:
-        extra["pretrained"] = load_pretrained_backbone(model, Path(config.pretrained))
+        extra["pretrained"] = model.load_pretrained(Path(config.pretrained))
     model.to(device)
+    if not architecture.trainable:
+        model.eval()
+        score = validation_score(
+            task, evaluate_logits(model, valid, config.batch_size, device), valid.targets
+        )
+        return model, [{"epoch": 0.0, "val_score": score}], 0, extra
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = _loss_fn(task, config, device)
     augment_rng = torch.Generator().manual_seed(config.seed)
@@ -684,6 +540,7 @@ def train_or_load_classifier(
     cache_key: str,
     device: torch.device | str,
     show_progress: bool = True,
+    architecture: type[Classifier] | None = None,
 ) -> TrainedClassifier:
     """The classifier of one (dataset, fold): from the cache if a valid checkpoint for
     this data and config exists, else trained and cached.
@@ -699,6 +556,19 @@ def train_or_load_classifier(
     task = Task(task)
     device = torch.device(device)
     config.validate(num_classes, task)
+    if architecture is None:
+        architecture = classifier_plugin(config.name)
+    if architecture.name != config.name:
+        raise BenchError(
+            f"classifier config names {config.name!r} but the plugin given is "
+            f"{architecture.name!r}",
+            "pass the plugin registered under the config's name",
+        )
+    if not architecture.trainable and config.pretrained is None:
+        raise BenchError(
+            f"classifier {config.name!r} is load-only: it needs its weights",
+            f"add --classifier pretrained=PATH (a state dict of {config.name})",
+        )
     if len(valid) == 0:
         raise BenchError(
             "the classifier needs a non-empty validation split for early stopping",
@@ -723,6 +593,7 @@ def train_or_load_classifier(
             task=task,
             num_classes=num_classes,
             config=config,
+            architecture=architecture,
             device=device,
             show_progress=show_progress,
         )
@@ -736,6 +607,7 @@ def _load_or_train(
     task: Task,
     num_classes: int,
     config: ClassifierConfig,
+    architecture: type[Classifier],
     device: torch.device,
     show_progress: bool,
 ) -> TrainedClassifier:
@@ -743,7 +615,7 @@ def _load_or_train(
     payload = load_torch(path, entry_key)
     if payload is not None:
         try:
-            model, payload = _check_cached(payload, config, task, num_classes)
+            model, payload = _check_cached(payload, config, task, num_classes, architecture)
         except Exception as err:
             discard(path, f"it does not fit this classifier ({type(err).__name__}: {err})")
         else:
@@ -769,6 +641,7 @@ def _load_or_train(
         task=task,
         num_classes=num_classes,
         config=config,
+        architecture=architecture,
         device=device,
         show_progress=show_progress,
     )

@@ -232,9 +232,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     width = max((len(e["name"]) for e in entries), default=4)
     groups = max((len(e["group"]) for e in entries), default=0)
     for e in entries:
+        taps = ""
+        if e["kind"] == "classifier":
+            taps = (
+                f" [taps {', '.join(e['taps'])}; late {', '.join(e['late_taps'])}"
+                + ("" if e["trainable"] else "; load-only")
+                + "]"
+            )
         print(
-            f"{e['kind']:<9} {e['name']:<{width}}  {e['group']:<{groups}}  {e['distribution']} "
-            f"{e['distribution_version']}  ({e['plugin']})  {e['description']}"
+            f"{e['kind']:<10} {e['name']:<{width}}  {e['group']:<{groups}}  {e['distribution']} "
+            f"{e['distribution_version']}  ({e['plugin']})  {e['description']}{taps}"
         )
     return 0
 

@@ -42,7 +42,7 @@ from l2i_bench.results import (
     write_csv_atomic,
     write_json_atomic,
 )
-from l2i_bench.types import Dataset, Explainer, Metric
+from l2i_bench.types import Classifier, Dataset, Explainer, Metric
 from l2i_bench.workspace import FoldWorkspace, RunConfig, config_hash
 
 
@@ -58,6 +58,27 @@ class RunSummary:
     """Test quality of each (fold, seed)'s classifier, keyed ``"FOLD/seed-SEED"``."""
     failed: list[tuple[str, int, str, str]] = field(default_factory=list)
     """Cells that failed (fold, seed, explainer, error); the others were published."""
+
+
+@dataclass
+class GridPlan:
+    """What one run computes and with what, settled before any work; what every
+    executor is handed."""
+
+    config: RunConfig
+    registry: Registry
+    dataset: Dataset
+    explainers: list[type[Explainer]]
+    metrics: list[type[Metric]]
+    folds: list[str]
+    settings: dict[str, Any]
+    """What every cell of the leaderboard shares (``SHARED_SETTINGS``)."""
+    device: torch.device
+    determinism: dict[str, Any]
+    started: float
+    """``time.perf_counter()`` when the run began (its wall time in the manifest)."""
+    architecture: type[Classifier]
+    """The classifier plugin (``--classifier name=...``)."""
 
 
 @dataclass(frozen=True)
@@ -164,25 +185,12 @@ class GridLedger:
     manifest's status (finished, interrupted, failed) and publishes every cell on disk,
     whatever ended the run."""
 
-    def __init__(
-        self,
-        config: RunConfig,
-        registry: Registry,
-        dataset: Dataset,
-        explainers: Sequence[type[Explainer]],
-        metrics: Sequence[type[Metric]],
-        settings: dict[str, Any],
-        device: torch.device,
-        determinism: dict[str, Any],
-        started: float,
-        executor: dict[str, Any],
-        *,
-        folds: Sequence[str],
-    ) -> None:
+    def __init__(self, plan: GridPlan, executor: dict[str, Any]) -> None:
+        config, dataset = plan.config, plan.dataset
         self.config = config
         self.dataset = dataset
-        self.metrics = list(metrics)
-        self.started = started
+        self.metrics = list(plan.metrics)
+        self.started = plan.started
         self.out = Path(config.out)
         seeds = config.grid_seeds
         run_id = (
@@ -202,9 +210,9 @@ class GridLedger:
                 "cache_dir": str(config.cache_dir),
                 "data_dir": str(dataset.data_dir),
             },
-            "settings": settings,
-            "environment": environment(device),
-            "determinism": determinism,
+            "settings": plan.settings,
+            "environment": environment(plan.device),
+            "determinism": plan.determinism,
             "executor": executor,
             "seeds": seeds,
             "dataset": {
@@ -215,7 +223,7 @@ class GridLedger:
                 "classes": dataset.class_names,
                 "folds": {},
             },
-            "plugins": [r.to_dict() for r in registry.all_registered()],
+            "plugins": [r.to_dict() for r in plan.registry.all_registered()],
             "classifier": {},
             "cells": {"computed": [], "skipped": [], "failed": []},
             "nodes": {},
@@ -228,7 +236,7 @@ class GridLedger:
         self.board_path = self.out / dataset.name / "leaderboard.csv"
         self._save()  # a killed run still leaves its record
         self.bar = tqdm(
-            total=len(seeds) * len(folds) * len(explainers),
+            total=len(seeds) * len(plan.folds) * len(plan.explainers),
             desc=f"{dataset.name} grid",
             unit="cell",
             disable=not config.show_progress,

@@ -1,4 +1,4 @@
-"""The three hooks a plugin may implement.
+"""The four hooks a plugin may implement: explainers, datasets, metrics, classifiers.
 
 Each hook hands the plugin a ``register`` callback instead of asking it to return
 objects, as ``llm`` and ``datasette`` do: a plugin can register any number of classes,
@@ -34,3 +34,8 @@ def register_datasets(register: Callable[[type[Any]], None]) -> None:
 @hookspec
 def register_metrics(register: Callable[[type[Any]], None]) -> None:
     """Register metric classes (subclasses of :class:`l2i_bench.types.Metric`)."""
+
+
+@hookspec
+def register_classifiers(register: Callable[[type[Any]], None]) -> None:
+    """Register classifier classes (subclasses of :class:`l2i_bench.types.Classifier`)."""

@@ -4,14 +4,15 @@ The model-parameter randomisation test of Adebayo et al. (2018), "Sanity checks 
 saliency maps" (NeurIPS), re-initialises a trained network's weights from the logits
 layer down, one block more at each step, and asks whether an explanation changes: an
 explanation that survives the randomisation of the model it claims to explain does not
-depend on that model. :func:`cascade_levels` names the steps of
-:class:`l2i_bench.classifier.KumarCNN` top-down and :func:`randomised_copy` returns
-the classifier randomised through one of them; the metric is
-:mod:`l2i_bench.plugins.metrics.sanity`.
+depend on that model. :func:`cascade_levels` names the steps of a classifier plugin
+top-down (its ``levels``, :class:`l2i_bench.types.Classifier`) and
+:func:`randomised_copy` returns the classifier randomised through one of them; the
+metric is :mod:`l2i_bench.plugins.metrics.sanity`.
 
-Levels (top-down): ``head`` (L2I's ``FtEx`` head: the 1x1 ``head_conv`` and the ``fc``
-layer, randomised together as one block: neither alone is a classifier), ``f1``,
-``b6``, ``b5``, ``b4``, ``b3``, ``b2``, ``b1``. Randomising *through* a level
+Levels of the built-in ``kumar`` (top-down): ``head`` (L2I's ``FtEx`` head: the 1x1
+``head_conv`` and the ``fc`` layer, randomised together as one block: neither alone is
+a classifier), ``f1``, ``b6``, ``b5``, ``b4``, ``b3``, ``b2``, ``b1``; the levels
+must cover every parameter exactly once. Randomising *through* a level
 re-initialises that level and every level above it; the levels below keep their
 trained weights and BatchNorm statistics.
 
@@ -53,29 +54,22 @@ from torch import nn
 
 from l2i_bench.classifier import estimate_batchnorm_statistics
 
-LEVEL_MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("head", ("head_conv", "fc")),
-    ("f1", ("f1",)),
-    ("b6", ("b6",)),
-    ("b5", ("b5",)),
-    ("b4", ("b4",)),
-    ("b3", ("b3",)),
-    ("b2", ("b2",)),
-    ("b1", ("b1",)),
-)
-"""The cascade of :class:`~l2i_bench.classifier.KumarCNN`, top-down: level name and the
-attributes of the model that the level re-initialises."""
-
 
 def _level_table(model: nn.Module) -> dict[str, tuple[nn.Module, ...]]:
     """Level -> its modules, checking that the levels cover every parameter exactly once."""
     table: dict[str, tuple[nn.Module, ...]] = {}
-    for level, names in LEVEL_MODULES:
+    levels = tuple(getattr(model, "levels", ()) or ())
+    if not levels:
+        raise TypeError(
+            f"cascading randomisation needs the classifier's `levels`; {type(model).__name__} "
+            "declares none (see l2i_bench.types.Classifier)"
+        )
+    for level, names in levels:
         missing = [name for name in names if not isinstance(getattr(model, name, None), nn.Module)]
         if missing:
             raise TypeError(
-                f"cascading randomisation is defined for KumarCNN; {type(model).__name__} "
-                f"has no {', '.join(missing)}"
+                f"{type(model).__name__} declares level {level!r} on {', '.join(missing)}, "
+                "which it does not have"
             )
         table[level] = tuple(getattr(model, name) for name in names)
     covered = [id(p) for modules in table.values() for m in modules for p in m.parameters()]
@@ -83,7 +77,7 @@ def _level_table(model: nn.Module) -> dict[str, tuple[nn.Module, ...]]:
     if sorted(covered) != sorted(every):
         raise TypeError(
             f"the cascade levels of {type(model).__name__} do not cover each of its "
-            "parameters exactly once; update l2i_bench.randomise.LEVEL_MODULES"
+            "parameters exactly once; fix the classifier plugin's `levels`"
         )
     return table
 

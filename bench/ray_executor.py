@@ -52,17 +52,22 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import failpoint
-from l2i_bench.grid import FoldFacts, GridLedger, RunSummary, fold_facts, one_line, this_node
-from l2i_bench.registry import Registry
+from l2i_bench.grid import (
+    FoldFacts,
+    GridLedger,
+    GridPlan,
+    RunSummary,
+    fold_facts,
+    one_line,
+    this_node,
+)
 from l2i_bench.results import CellResult
 from l2i_bench.signals import deadline
 from l2i_bench.timing import resolve_device, stopwatch
-from l2i_bench.types import Dataset, Explainer, Metric
+from l2i_bench.types import Classifier, Dataset, Explainer, Metric
 from l2i_bench.workspace import FoldWorkspace, RunConfig, config_hash
 
 INSTALL_HINT = 'pip install "l2i-bench[ray]"  (or: pip install "ray>=2.40")'
@@ -126,17 +131,29 @@ _WORKSPACE: tuple[str, FoldWorkspace] | None = None
 """The last workspace this worker process built, reused by its next cell of that fold."""
 
 
-def _workspace(dataset: Dataset, fold: str, config: RunConfig, threads: int) -> FoldWorkspace:
+def _workspace(
+    dataset: Dataset,
+    fold: str,
+    config: RunConfig,
+    architecture: type[Classifier],
+    threads: int,
+) -> FoldWorkspace:
     global _WORKSPACE
     apply_determinism(threads)
     device = resolve_device(config.device)
     key = config_hash(
-        {"dataset": dataset.name, "fold": fold, "config": asdict(config), "device": str(device)}
+        {
+            "dataset": dataset.name,
+            "fold": fold,
+            "config": asdict(config),
+            "device": str(device),
+            "classifier": architecture.name,
+        }
     )
     if _WORKSPACE is not None and _WORKSPACE[0] == key:
         return _WORKSPACE[1]
     _WORKSPACE = None  # one fold's data in memory at a time
-    ws = FoldWorkspace(dataset, fold, config, device)
+    ws = FoldWorkspace(dataset, fold, config, device, architecture)
     _WORKSPACE = (key, ws)
     return ws
 
@@ -145,11 +162,12 @@ def fold_task(
     dataset: Dataset,
     fold: str,
     config: RunConfig,
+    architecture: type[Classifier],
     explainers: Sequence[type[Explainer]],
     threads: int,
 ) -> FoldFacts:
     """Train or reload the classifier of one (fold, seed); its facts for the driver."""
-    ws = _workspace(dataset, fold, config, threads)
+    ws = _workspace(dataset, fold, config, architecture, threads)
     return fold_facts(ws, explainers, this_node())
 
 
@@ -157,6 +175,7 @@ def cell_task(
     dataset: Dataset,
     fold: str,
     config: RunConfig,
+    architecture: type[Classifier],
     explainer: type[Explainer],
     metrics: Sequence[type[Metric]],
     run_id: str,
@@ -171,7 +190,7 @@ def cell_task(
     where = f"fold {fold} seed {config.seed} {explainer.name}"
     node = this_node()
     try:
-        ws = _workspace(dataset, fold, config, threads)
+        ws = _workspace(dataset, fold, config, architecture, threads)
         with tempfile.TemporaryDirectory(prefix="l2i-bench-listen-") as tmp:
             with stopwatch(ws.device) as seconds, deadline(config.cell_timeout, where):
                 cell = run_cell(ws, explainer, metrics, run_id, key, settings, Path(tmp))
@@ -189,22 +208,10 @@ def cell_task(
 # -- driver side -------------------------------------------------------------------------
 
 
-def run_grid_on_ray(
-    config: RunConfig,
-    registry: Registry,
-    dataset: Dataset,
-    explainer_classes: list[type[Explainer]],
-    metrics: Sequence[type[Metric]],
-    folds: list[str],
-    settings: dict[str, Any],
-    device: torch.device,
-    determinism: dict[str, Any],
-    started: float,
-    ray_options: RayOptions,
-) -> RunSummary:
+def run_grid_on_ray(plan: GridPlan, ray_options: RayOptions) -> RunSummary:
     """The grid on Ray; the same ledger, files and summary as the sequential executor."""
     ray = require_ray()
-    threads = task_threads(ray_options, config)
+    threads = task_threads(ray_options, plan.config)
     started_here = not ray.is_initialized()  # else: the caller's Ray, left running
     if started_here:
         local = ray_options.address is None
@@ -216,41 +223,14 @@ def run_grid_on_ray(
             log_to_driver=True,
         )
     try:
-        return _drive(
-            ray,
-            config,
-            registry,
-            dataset,
-            explainer_classes,
-            metrics,
-            folds,
-            settings,
-            device,
-            determinism,
-            started,
-            ray_options,
-            threads,
-        )
+        return _drive(ray, plan, ray_options, threads)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _drive(
-    ray,
-    config: RunConfig,
-    registry: Registry,
-    dataset: Dataset,
-    explainer_classes: list[type[Explainer]],
-    metrics: Sequence[type[Metric]],
-    folds: list[str],
-    settings: dict[str, Any],
-    device: torch.device,
-    determinism: dict[str, Any],
-    started: float,
-    ray_options: RayOptions,
-    threads: int,
-) -> RunSummary:
+def _drive(ray, plan: GridPlan, ray_options: RayOptions, threads: int) -> RunSummary:
+    config, explainer_classes = plan.config, plan.explainers
     resources = {
         "num_cpus": ray_options.cpus,
         "num_gpus": ray_options.gpus,
@@ -277,20 +257,8 @@ def _drive(
             if n.get("Alive")
         ],
     }
-    ledger = GridLedger(
-        config,
-        registry,
-        dataset,
-        explainer_classes,
-        metrics,
-        settings,
-        device,
-        determinism,
-        started,
-        executor,
-        folds=folds,
-    )
-    shipped = copy.copy(dataset)
+    ledger = GridLedger(plan, executor)
+    shipped = copy.copy(plan.dataset)
     shipped.show_progress = False  # one bar, the driver's
     dataset_ref = ray.put(shipped)
     seed_configs = {
@@ -308,18 +276,21 @@ def _drive(
                 dataset_ref,
                 facts.fold,
                 seed_configs[facts.seed],
+                plan.architecture,
                 cls,
-                metrics,
+                plan.metrics,
                 ledger.run_id,
                 key,
-                settings,
+                plan.settings,
                 threads,
             )
             pending[ref] = (facts.fold, facts.seed, cls.name)
 
     for seed, seed_config in seed_configs.items():
-        for fold in folds:
-            ref = remote_fold.remote(dataset_ref, fold, seed_config, explainer_classes, threads)
+        for fold in plan.folds:
+            ref = remote_fold.remote(
+                dataset_ref, fold, seed_config, plan.architecture, explainer_classes, threads
+            )
             pending[ref] = (fold, seed, None)
     with ledger:
         try:

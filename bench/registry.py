@@ -20,7 +20,7 @@ import pluggy
 
 from l2i_bench import hookspecs
 from l2i_bench.errors import BenchError, did_you_mean
-from l2i_bench.types import Dataset, Explainer, Metric
+from l2i_bench.types import Classifier, Dataset, Explainer, Metric
 
 LOAD_PLUGINS_ENV = "L2I_BENCH_LOAD_PLUGINS"
 
@@ -28,6 +28,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "explainer": ("register_explainers", Explainer),
     "dataset": ("register_datasets", Dataset),
     "metric": ("register_metrics", Metric),
+    "classifier": ("register_classifiers", Classifier),
 }
 
 
@@ -51,6 +52,14 @@ class Registered:
     plugin: PluginInfo
 
     def to_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.kind == "classifier":
+            extra = {
+                "taps": list(getattr(self.cls, "tap_names", ())),
+                "late_taps": list(getattr(self.cls, "late_taps", ())),
+                "trainable": bool(getattr(self.cls, "trainable", True)),
+                "reference": str(getattr(self.cls, "reference", "")),
+            }
         return {
             "kind": self.kind,
             "name": self.name,
@@ -60,8 +69,11 @@ class Registered:
             "distribution": self.plugin.distribution,
             "distribution_version": self.plugin.version,
             "description": getattr(self.cls, "description", ""),
+            # an explainer's `reference` is a flag (a reference row); a metric's or a
+            # classifier's is the citation of its method, shown elsewhere
             "group": getattr(self.cls, "family", "")
-            or ("reference" if getattr(self.cls, "reference", False) else ""),
+            or ("reference" if getattr(self.cls, "reference", False) is True else ""),
+            **extra,
         }
 
 
@@ -93,6 +105,9 @@ class Registry:
 
     def dataset(self, name: str) -> type[Dataset]:
         return self.get("dataset", name).cls
+
+    def classifier(self, name: str) -> type[Classifier]:
+        return self.get("classifier", name).cls
 
     def metrics(self) -> list[type[Metric]]:
         return [self.entries["metric"][n].cls for n in self.names("metric")]

@@ -24,10 +24,11 @@ import torch
 from tqdm.auto import tqdm
 
 from l2i_bench.cache import ensure_writable, folder_lock, remove_stale_temporaries
+from l2i_bench.classifier import DEFAULT_CLASSIFIER
 from l2i_bench.data import ClipSet
 from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
-from l2i_bench.grid import GridLedger, RunSummary, fold_facts, one_line, this_node
+from l2i_bench.grid import GridLedger, GridPlan, RunSummary, fold_facts, one_line, this_node
 from l2i_bench.listening import write_listening_examples
 from l2i_bench.options import check_options
 from l2i_bench.registry import Registry
@@ -45,7 +46,6 @@ from l2i_bench.signals import deadline, terminate_as_interrupt
 from l2i_bench.timing import PeakMemory, device_name, resolve_device, stopwatch
 from l2i_bench.types import (
     ConditionSet,
-    Dataset,
     Evaluation,
     Explainer,
     ExplanationSet,
@@ -403,6 +403,7 @@ def run_benchmark(
     root = out / config.dataset
     dataset_cls = registry.dataset(config.dataset)
     explainer_classes = [registry.explainer(name) for name in config.explainers]
+    architecture = registry.classifier(str(config.classifier.get("name", DEFAULT_CLASSIFIER)))
     metrics = registry.metrics()
     check_options(
         config.options, explainer_classes, dataset_cls, known_explainers=registry.names("explainer")
@@ -440,74 +441,57 @@ def run_benchmark(
             )
         settings = run_settings(config, dataset, metrics)
         _refuse_stale_cells(out, dataset.name, settings, folds, seeds, config.explainers)
-        execute = _run_grid
-        if ray_options is not None:
+        plan = GridPlan(
+            config=config,
+            registry=registry,
+            dataset=dataset,
+            explainers=explainer_classes,
+            metrics=list(metrics),
+            folds=list(folds),
+            settings=settings,
+            device=device,
+            determinism=determinism,
+            started=started,
+            architecture=architecture,
+        )
+        with terminate_as_interrupt():
+            if ray_options is None:
+                return _run_grid(plan)
             from l2i_bench.ray_executor import run_grid_on_ray
 
-            def execute(*args):
-                return run_grid_on_ray(*args, ray_options)
-
-        with terminate_as_interrupt():
-            return execute(
-                config,
-                registry,
-                dataset,
-                explainer_classes,
-                metrics,
-                folds,
-                settings,
-                device,
-                determinism,
-                started,
-            )
+            return run_grid_on_ray(plan, ray_options)
 
 
-def _run_grid(
-    config: RunConfig,
-    registry: Registry,
-    dataset: Dataset,
-    explainer_classes: list[type[Explainer]],
-    metrics: Sequence[type[Metric]],
-    folds: list[str],
-    settings: dict[str, Any],
-    device: torch.device,
-    determinism: dict[str, Any],
-    started: float,
-) -> RunSummary:
+def _run_grid(plan: GridPlan) -> RunSummary:
     """The sequential executor: every fold and cell in this process, in grid order."""
-    ledger = GridLedger(
-        config,
-        registry,
-        dataset,
-        explainer_classes,
-        metrics,
-        settings,
-        device,
-        determinism,
-        started,
-        {"name": "sequential", "node": this_node()},
-        folds=folds,
-    )
+    config, dataset = plan.config, plan.dataset
+    ledger = GridLedger(plan, {"name": "sequential", "node": this_node()})
     listen_root = Path(config.out) / dataset.name / "listen"
     with ledger:
         for seed in config.grid_seeds:
             seed_config = replace(config, seed=seed)
-            for fold in folds:
-                ws = FoldWorkspace(dataset, fold, seed_config, device)
-                facts = fold_facts(ws, explainer_classes)
+            for fold in plan.folds:
+                ws = FoldWorkspace(dataset, fold, seed_config, plan.device, plan.architecture)
+                facts = fold_facts(ws, plan.explainers)
                 ledger.fold_ready(facts)
-                for cls in explainer_classes:
+                for cls in plan.explainers:
                     key = ledger.pending(facts, cls)
                     if key is None:
                         continue
                     where = f"fold {fold} seed {seed} {cls.name}"
                     try:
                         with (
-                            stopwatch(device) as cell_seconds,
+                            stopwatch(plan.device) as cell_seconds,
                             deadline(config.cell_timeout, where),
                         ):
                             cell = run_cell(
-                                ws, cls, metrics, ledger.run_id, key, settings, listen_root
+                                ws,
+                                cls,
+                                plan.metrics,
+                                ledger.run_id,
+                                key,
+                                plan.settings,
+                                listen_root,
                             )
                     except Exception as err:  # the cell's own failure; the grid goes on
                         ledger.cell_failed(fold, seed, cls.name, one_line(err))

@@ -295,11 +295,13 @@ class BatchSource(Protocol):
 
 class ClassifierModel(Protocol):
     """What explainers and metrics may call on the trained classifier (an eval-mode
-    ``torch.nn.Module`` in :mod:`l2i_bench.classifier`)."""
+    :class:`Classifier`, or any module that behaves like one)."""
 
     task: Task
     num_classes: int
-    tap_names: tuple[str, ...]  # ("B4", "B5", "B6")
+    tap_names: tuple[str, ...]
+    late_taps: tuple[str, str, str]
+    tap_channels: dict[str, int]
 
     def __call__(self, logmel: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, C)`` from log-mel input ``(B, 1, T, M)``."""
@@ -308,12 +310,145 @@ class ClassifierModel(Protocol):
     def forward_with_taps(
         self, logmel: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits and the hidden taps (B4, B5, B6 conv outputs before pooling)."""
+        """Logits and every named tap ``(B, C_tap, T', F')``."""
         ...
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax for multiclass, sigmoid for multilabel."""
         ...
+
+
+class Classifier(torch.nn.Module):
+    """A classifier plugin: the network explainers interpret, registered through the
+    ``register_classifiers`` hook like datasets and explainers.
+
+    Input: the host's log-mel ``(B, 1, T, N_MELS)`` in dB (:mod:`l2i_bench.audio`), the
+    one representation every explainer and metric computes from a (masked) STFT. Output:
+    logits ``(B, C)``. **Taps** are named hidden layers ``(B, C_tap, T', F')`` returned
+    by :meth:`forward_with_taps`; ``late_taps`` names the three late layers that
+    interpreters read (L2I, FLINT and L-MAC take all three, Grad-CAM averages them, IBA
+    puts its bottleneck on the first), from earliest to latest. ``levels`` lists the
+    module groups top-down for the sanity check's cascading randomisation
+    (:mod:`l2i_bench.randomise`); a classifier without levels gets that metric's reason
+    instead of a number.
+
+    The host builds the network as ``cls(num_classes, task, width=...)`` and trains it
+    (Adam, early stopping, precise BN: :mod:`l2i_bench.classifier`) when ``trainable``;
+    ``--classifier pretrained=PATH`` first calls :meth:`load_pretrained`. A load-only
+    classifier (``trainable = False``) is used as loaded: it needs ``pretrained``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    """Where the architecture is published (shown by ``l2i-bench plugins``)."""
+    version: ClassVar[str] = "1"
+    trainable: ClassVar[bool] = True
+    tap_names: ClassVar[tuple[str, ...]] = ()
+    late_taps: ClassVar[tuple[str, str, str]] = ("", "", "")
+    levels: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = ()
+    """Top-down (level name, attribute names of the modules it holds)."""
+    min_frames: ClassVar[int] = 1
+    """Shortest input in frames the network accepts (its pools must leave one)."""
+
+    def __init__(self, num_classes: int, task: Task, width: float = 1.0) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not width > 0:
+            raise ValueError(f"width must be > 0, got {width}")
+        self.num_classes = int(num_classes)
+        self.task = Task(task)
+        self.width = float(width)
+        self.tap_channels: dict[str, int] = {}
+        """Channels of each tap (what FLINT's and L-MAC's decoders are built for)."""
+
+    def forward_with_taps(
+        self, logmel: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and every tap in ``tap_names``; each plugin implements it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward_with_taps")
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_taps(logmel)[0]
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax for multiclass, sigmoid for multilabel."""
+        if self.task is Task.MULTICLASS:
+            return torch.softmax(logits, dim=-1)
+        return torch.sigmoid(logits)
+
+    def load_pretrained(self, path: Path) -> dict[str, Any]:
+        """Load published weights before training (``--classifier pretrained=PATH``);
+        returns facts for the manifest (e.g. how many tensors were loaded). Loads with
+        ``weights_only=True``; a file that does not fit raises a BenchError that names
+        the first mismatching key."""
+        from l2i_bench.errors import BenchError
+
+        raise BenchError(
+            f"classifier {self.name!r} has no published weights to load (pretrained={path})",
+            "drop --classifier pretrained=... for this classifier",
+        )
+
+    def check_input(self, logmel: torch.Tensor, n_mels: int) -> None:
+        """The shape checks every classifier shares, with messages that name it."""
+        if logmel.dim() != 4 or logmel.shape[1] != 1 or logmel.shape[-1] != n_mels:
+            raise ValueError(
+                f"{type(self).__name__} expects log-mel input (B, 1, T, {n_mels}), "
+                f"got {tuple(logmel.shape)}"
+            )
+        if logmel.shape[2] < self.min_frames:
+            raise ValueError(
+                f"{type(self).__name__} needs at least {self.min_frames} frames, "
+                f"got {logmel.shape[2]}"
+            )
+
+
+def require_taps(classifier: Any, explainer: str, wanted: Sequence[str]) -> tuple[str, ...]:
+    """The taps an explainer reads, or an error naming what the classifier lacks."""
+    from l2i_bench.errors import BenchError
+
+    available = tuple(getattr(classifier, "tap_names", ()) or ())
+    missing = [t for t in wanted if t not in available]
+    if missing or not wanted:
+        raise BenchError(
+            f"{explainer} needs the classifier's tap(s) {', '.join(missing or ['(none named)'])}, "
+            f"but {type(classifier).__name__} exposes {', '.join(available) or 'no taps'}",
+            "use a classifier plugin that declares them in `tap_names` and `late_taps` "
+            "(`l2i-bench plugins` lists each classifier's taps)",
+        )
+    return tuple(wanted)
+
+
+def late_taps_of(classifier: Any, explainer: str) -> tuple[str, str, str]:
+    """The classifier's three late taps (``late_taps``), checked to exist."""
+    from l2i_bench.errors import BenchError
+
+    late = tuple(getattr(classifier, "late_taps", ()) or ())
+    if len(late) != 3 or not all(late):
+        raise BenchError(
+            f"{explainer} reads the classifier's three late layers, but "
+            f"{type(classifier).__name__} declares no `late_taps`",
+            "declare `late_taps` (three of its `tap_names`, earliest first) in the "
+            "classifier plugin",
+        )
+    return require_taps(classifier, explainer, late)  # type: ignore[return-value]
+
+
+def late_tap_channels(classifier: Any, explainer: str) -> dict[str, int]:
+    """Channel counts of the classifier's three late taps, earliest first (the decoders
+    of L2I, FLINT and L-MAC are built for them)."""
+    from l2i_bench.errors import BenchError
+
+    late = late_taps_of(classifier, explainer)
+    channels = getattr(classifier, "tap_channels", None) or {}
+    if any(t not in channels for t in late):
+        raise BenchError(
+            f"{explainer} needs the channel counts of the classifier's late taps "
+            f"({', '.join(late)}) in its `tap_channels`",
+            "declare `tap_channels` in the classifier plugin",
+        )
+    return {t: int(channels[t]) for t in late}
 
 
 # ---------------------------------------------------------------------- explainers

@@ -24,6 +24,7 @@ import torch
 from l2i_bench.audio import FrontEnd
 from l2i_bench.cache import all_finite, discard, entry_lock, load_torch, save_torch
 from l2i_bench.classifier import (
+    DEFAULT_CLASSIFIER,
     ClassifierConfig,
     TrainedClassifier,
     evaluate_logits,
@@ -33,7 +34,7 @@ from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
 from l2i_bench.scores import classifier_decisions, classifier_quality
 from l2i_bench.timing import stopwatch
-from l2i_bench.types import Dataset, Explainer, ExplainerContext
+from l2i_bench.types import Classifier, Dataset, Explainer, ExplainerContext
 
 
 @dataclass
@@ -104,7 +105,11 @@ def classifier_settings(dataset: Dataset, config: RunConfig) -> dict[str, Any]:
 def run_settings(config: RunConfig, dataset: Dataset, metrics: Sequence[type]) -> dict[str, Any]:
     """What every cell of one leaderboard must share (:data:`l2i_bench.results.SHARED_SETTINGS`),
     as plain JSON values."""
-    classifier = {k: v for k, v in classifier_settings(dataset, config).items() if k != "seed"}
+    classifier = {
+        k: v
+        for k, v in classifier_settings(dataset, config).items()
+        if k != "seed" and not (k == "name" and v == DEFAULT_CLASSIFIER)
+    }
     payload = {
         "limit": config.limit,
         "dataset_fingerprint": dataset.fingerprint(),
@@ -118,7 +123,16 @@ class FoldWorkspace:
     """Data, classifier and explainer contexts for one (dataset, fold); built once and
     shared by every explainer cell of that fold."""
 
-    def __init__(self, dataset: Dataset, fold: str, config: RunConfig, device: torch.device):
+    def __init__(
+        self,
+        dataset: Dataset,
+        fold: str,
+        config: RunConfig,
+        device: torch.device,
+        architecture: type[Classifier] | None = None,
+    ):
+        """``architecture`` is the classifier plugin the settings name (``--classifier
+        name=...``); None looks it up among the installed plugins."""
         self.dataset = dataset
         self.fold = fold
         self.config = config
@@ -167,10 +181,16 @@ class FoldWorkspace:
         # moved 2.5 % of the synth test decisions), so a checkpoint trained at another
         # count is another classifier, never reused in its place.
         threads = f"-cpu{torch.get_num_threads()}t" if device.type == "cpu" else ""
-        self.classifier_key = (
-            f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}{threads}"
-        )
         settings = classifier_settings(dataset, config)
+        name = str(settings.get("name", DEFAULT_CLASSIFIER))
+        named = "" if name == DEFAULT_CLASSIFIER else f"-{name}"
+        if architecture is None:
+            from l2i_bench.registry import load_registry
+
+            architecture = load_registry().classifier(name)
+        self.classifier_key = (
+            f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}{threads}{named}"
+        )
         settings["seed"] = derived_seed(config.seed, dataset.name, fold, "classifier")
         if settings.get("pretrained") is not None:
             settings["pretrained"] = Path(settings["pretrained"])
@@ -181,6 +201,7 @@ class FoldWorkspace:
             task=dataset.task,
             num_classes=dataset.num_classes,
             config=self.classifier_config,
+            architecture=architecture,
             cache_dir=config.cache_dir,
             cache_key=self.classifier_key,
             device=device,

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd
-from l2i_bench.classifier import ClassifierConfig, KumarCNN, count_parameters
+from l2i_bench.classifier import ClassifierConfig, count_parameters
 from l2i_bench.classifier import train_or_load_classifier as train_classifier
 from l2i_bench.data import ClipSet
+from l2i_bench.plugins.classifiers.kumar import KumarCNN
 from l2i_bench.types import Clip, Task
 
 

@@ -17,8 +17,8 @@ import torch
 from bench_nmf import fit_quietly, matrix, sklearn_nmf  # this folder's CLI benchmark
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd
-from l2i_bench.classifier import KumarCNN
 from l2i_bench.nmf import SparseNMF
+from l2i_bench.plugins.classifiers.kumar import KumarCNN
 from l2i_bench.timing import synchronize
 from l2i_bench.types import Task
 

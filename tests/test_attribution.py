@@ -38,6 +38,7 @@ class LinearNet(nn.Module):
     """``logit_c = <W_c, logmel> + b_c``: the closed forms are exact."""
 
     tap_names = ("B4", "B5", "B6")
+    late_taps = ("B4", "B5", "B6")
 
     def __init__(self, task: Task = Task.MULTICLASS) -> None:
         super().__init__()
@@ -90,6 +91,7 @@ class SoftNet(nn.Module):
     """A small non-linear network (conv, softplus, pooling, linear) for completeness."""
 
     tap_names = ("B4", "B5", "B6")
+    late_taps = ("B4", "B5", "B6")
 
     def __init__(self) -> None:
         super().__init__()
@@ -176,6 +178,7 @@ class PoolTapNet(nn.Module):
     ``logmel - floor``, B5 and B6 coarser pools of it; logit 0 = mean of B4."""
 
     tap_names = ("B4", "B5", "B6")
+    late_taps = ("B4", "B5", "B6")
 
     def __init__(self) -> None:
         super().__init__()

@@ -19,14 +19,13 @@ from l2i_bench.audio import SAMPLE_RATE, FrontEnd, num_frames
 from l2i_bench.classifier import (
     THRESHOLD_GRID,
     ClassifierConfig,
-    KumarCNN,
     choose_thresholds,
     evaluate_logits,
-    load_pretrained_backbone,
     train_or_load_classifier,
 )
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
+from l2i_bench.plugins.classifiers.kumar import KumarCNN
 from l2i_bench.types import Clip, Task
 
 WIDTH = 0.125
@@ -373,7 +372,7 @@ def test_pretrained_kumar_checkpoint_fills_the_backbone_only(tmp_path: Path) -> 
     torch.save({"state_dict": kumar_state_dict(WIDTH)}, path)
     model = KumarCNN(10, Task.MULTICLASS, WIDTH)
     head_before = model.fc.weight.detach().clone()
-    counts = load_pretrained_backbone(model, path)
+    counts = model.load_pretrained(path)
     assert counts["loaded"] == 12 * 7 and counts["skipped"] == 2
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     # Backbone convs in forward order are Kumar layers 1,2,4,5,7,8,10,11,13,14,16,18.
@@ -387,17 +386,17 @@ def test_pretrained_file_errors_name_the_file(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt-weights.pt"
     corrupt.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(BenchError, match=re.escape("corrupt-weights.pt")):
-        load_pretrained_backbone(model, corrupt)
+        model.load_pretrained(corrupt)
     with pytest.raises(BenchError, match=re.escape("missing.pt")):
-        load_pretrained_backbone(model, tmp_path / "missing.pt")
+        model.load_pretrained(tmp_path / "missing.pt")
     wrong_width = tmp_path / "full-width.pt"
     torch.save(kumar_state_dict(1.0), wrong_width)
     with pytest.raises(BenchError, match=r"full-width\.pt(.|\n)*width"):
-        load_pretrained_backbone(model, wrong_width)
+        model.load_pretrained(wrong_width)
     unrelated = tmp_path / "unrelated.pt"
     torch.save({"encoder.weight": torch.zeros(3)}, unrelated)
     with pytest.raises(BenchError, match=re.escape("unrelated.pt")):
-        load_pretrained_backbone(model, unrelated)
+        model.load_pretrained(unrelated)
 
 
 def test_corrupt_pretrained_file_fails_training_with_bench_error(tmp_path: Path) -> None:

@@ -18,11 +18,10 @@ from batch_sources import InMemory
 from explainer_contexts import explainer_context
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, log_ratio_to_linear_mask
-from l2i_bench.classifier import KumarCNN
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
+from l2i_bench.plugins.classifiers.kumar import KumarCNN
 from l2i_bench.plugins.explainers.flint import (
-    TAPS,
     FlintExplainer,
     attribute_relevance,
     output_fidelity_loss,
@@ -110,7 +109,7 @@ def test_relevance_follows_flint_formula_and_peaks_at_one(fitted) -> None:
     out = explainer.explain(batch, classes)
     with torch.no_grad():
         _, taps = explainer.context.classifier.forward_with_taps(batch.logmel)
-        phi = explainer.phi({t: taps[t] for t in TAPS})
+        phi = explainer.phi(taps)
     products = phi * explainer.head.weight[classes]  # Phi_j w_{c,j}
     positive = products.amax(-1) > 0
     assert positive.float().mean() > 0.5
@@ -169,7 +168,7 @@ def test_activation_maximisation_raises_the_relevant_attributes(fitted) -> None:
     def relevant_sum(wave: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             _, taps = ctx.classifier.forward_with_taps(fe.logmel(wave))
-            return (am.phi({t: taps[t] for t in TAPS}) * relevant).sum(-1)
+            return (am.phi(taps) * relevant).sum(-1)
 
     weak = relevant_sum(batch.waveform * 0.1)  # the starting point: input at -10 dB
     assert torch.all(relevant_sum(audio) > weak), (relevant_sum(audio), weak)
@@ -216,7 +215,7 @@ def test_multilabel_trains_with_soft_bce_and_explains() -> None:
     everything = valid.everything
     with torch.no_grad():
         logits, taps = clf.forward_with_taps(everything.logmel)
-        phi = explainer.phi({t: taps[t] for t in TAPS})
+        phi = explainer.phi(taps)
     surrogate = phi @ explainer.head.weight.T  # bias-free linear head, by hand
     agreement = (surrogate.argmax(-1) == logits.argmax(-1)).double().mean().item()
     assert facts["valid_top1_agreement"] == pytest.approx(agreement, abs=1e-12)
@@ -250,5 +249,18 @@ def test_classifier_without_taps_is_a_bench_error() -> None:
         task = Task.MULTICLASS
         num_classes = 3
 
-    with pytest.raises(BenchError, match="tap_channels"):
+    with pytest.raises(BenchError, match="NoTaps declares no `late_taps`"):
         FlintExplainer(make_context(NoTaps(), OPTIONS))
+
+    class NoChannels(NoTaps):
+        tap_names = ("x", "y", "z")
+        late_taps = ("x", "y", "z")
+
+    with pytest.raises(BenchError, match=r"late taps \(x, y, z\) in its `tap_channels`"):
+        FlintExplainer(make_context(NoChannels(), OPTIONS))
+
+    class MissingTap(NoChannels):
+        tap_names = ("x", "y")
+
+    with pytest.raises(BenchError, match=r"tap\(s\) z, but MissingTap exposes x, y"):
+        FlintExplainer(make_context(MissingTap(), OPTIONS))

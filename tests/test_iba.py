@@ -35,6 +35,7 @@ class RegionTapNet(nn.Module):
     1x1 conv + ReLU (4 channels); class 0's logit reads B4 rows 11..15 only."""
 
     tap_names = ("B4", "B5", "B6")
+    late_taps = ("B4", "B5", "B6")
 
     def __init__(self, task: Task, gain: float = 16.0) -> None:
         super().__init__()
@@ -150,7 +151,7 @@ def test_mel_to_linear_keeps_flat_maps_flat_and_follows_the_bands():
 
 
 def test_hook_lookup_finds_kumar_b4_and_refuses_a_functional_tap():
-    from l2i_bench.classifier import KumarCNN
+    from l2i_bench.plugins.classifiers.kumar import KumarCNN
 
     net = KumarCNN(num_classes=2, task=Task.MULTICLASS, width=0.125).eval()
     probe = torch.randn(1, 1, 96, 128)
@@ -220,7 +221,7 @@ def _hand_mask(saliency: torch.Tensor, frames: int, mel_basis: torch.Tensor) -> 
 
 
 def test_iba_on_kumar_cnn_shapes_state_and_determinism():
-    from l2i_bench.classifier import KumarCNN
+    from l2i_bench.plugins.classifiers.kumar import KumarCNN
 
     torch.manual_seed(0)
     net = KumarCNN(num_classes=3, task=Task.MULTICLASS, width=0.125).eval()
@@ -262,7 +263,7 @@ def test_iba_one_step_saliency_is_the_capacity_at_the_initial_alpha():
     ``lam = sigmoid(5)`` everywhere (smoothing keeps a constant), so the saliency is the
     KL of ``N(lam R + (1 - lam) mu, (1 - lam)^2 s^2)`` to ``N(mu, s^2)`` per active
     element, summed over channels, in bits."""
-    from l2i_bench.classifier import KumarCNN
+    from l2i_bench.plugins.classifiers.kumar import KumarCNN
 
     torch.manual_seed(0)
     net = KumarCNN(num_classes=3, task=Task.MULTICLASS, width=0.125).eval()

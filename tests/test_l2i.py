@@ -12,9 +12,9 @@ from explainer_contexts import explainer_context
 
 from l2i_bench import perturb
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd
-from l2i_bench.classifier import KumarCNN
 from l2i_bench.data import ClipSet
 from l2i_bench.nmf import SparseNMF
+from l2i_bench.plugins.classifiers.kumar import KumarCNN
 from l2i_bench.plugins.explainers.l2i import (
     L2IExplainer,
     component_mask,

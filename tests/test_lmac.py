@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from explainer_contexts import explainer_context
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd
-from l2i_bench.classifier import KumarCNN
+from l2i_bench.plugins.classifiers.kumar import KumarCNN
 from l2i_bench.plugins.explainers.lmac import WEIGHTS, LmacExplainer, lmac_loss
 from l2i_bench.types import AudioBatch, Task
 

@@ -12,8 +12,8 @@ import torch
 from toy_audio import FE, FRAMES, LENGTH, C, N, clips
 
 from l2i_bench import perturb
-from l2i_bench.classifier import KumarCNN
 from l2i_bench.plugins import metrics as metric_plugins
+from l2i_bench.plugins.classifiers.kumar import KumarCNN
 from l2i_bench.plugins.metrics import curves
 from l2i_bench.types import (
     AudioBatch,

@@ -14,7 +14,7 @@ import torch
 from scipy import ndimage, stats
 from toy_audio import FE, C, N, clips
 
-from l2i_bench.classifier import KumarCNN
+from l2i_bench.plugins.classifiers.kumar import KumarCNN
 from l2i_bench.plugins.metrics import sanity
 from l2i_bench.plugins.metrics.sanity import (
     SanityCheck,
@@ -160,7 +160,7 @@ def test_unknown_level_and_foreign_models_are_errors(model):
         randomised_copy(model, "B4", 0)
     with pytest.raises(ValueError, match="at least 2 clips"):
         randomised_copy(model, "head", 0, calibration=logmel(1, 1))
-    with pytest.raises(TypeError, match="KumarCNN"):
+    with pytest.raises(TypeError, match="Linear declares none"):
         cascade_levels(torch.nn.Linear(3, 2))
     extended = trained_like()
     extended.extra = torch.nn.Linear(2, 2)  # a parameter no level covers
@@ -509,7 +509,8 @@ def test_columns_are_declared_lower_is_better():
     assert {c.name for c in SanityCheck.columns} == {"sanity_spearman_head", "sanity_ssim_head"}
     assert {c.name for c in BothLevels.columns} == COLUMNS
     assert all(c.direction is Direction.LOWER and c.variant for c in SanityCheck.columns)
-    assert [through for _, through in sanity.LEVELS] == ["head", LEVELS[-1]]
+    # the two columns randomise through the classifier's own top and bottom levels
+    assert [end for _, end in sanity.LEVELS] == ["top", "bottom"]
 
 
 def test_without_refit_the_metric_says_why_and_computes_nan(model):
@@ -550,7 +551,7 @@ def test_model_dependent_explainer_values_are_the_scores_of_its_masks(model):
     ev = make_eval(model, GradientSaliency, log=log)
     out = BothLevels().compute(ev)
     calib = ev.test.logmel[calibration_rows(N)]
-    for suffix, through in sanity.LEVELS:
+    for suffix, through in (("head", "head"), ("full", "b1")):  # kumar's top and bottom
         randomised = randomised_copy(model, through, ev.seed, calibration=calib)
         # the copy handed to the refit is the seeded, calibrated one
         refitted = dict((tag, clf) for tag, clf, _ in log)[f"sanity-{suffix}"]

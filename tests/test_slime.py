@@ -44,6 +44,7 @@ class RegionNet(nn.Module):
     hand, independent of the explainer under test."""
 
     tap_names = ("B4", "B5", "B6")
+    late_taps = ("B4", "B5", "B6")
 
     def __init__(
         self,
@@ -343,7 +344,7 @@ def test_first_perturbation_is_the_clip_and_perturbations_are_batched():
 
 
 def test_same_seed_same_explanation_on_kumar_cnn():
-    from l2i_bench.classifier import KumarCNN
+    from l2i_bench.plugins.classifiers.kumar import KumarCNN
 
     torch.manual_seed(0)
     net = KumarCNN(num_classes=3, task=Task.MULTILABEL, width=0.125).eval()

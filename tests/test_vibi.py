@@ -47,6 +47,7 @@ class RegionClassifier(nn.Module):
     independent of the explainer under test."""
 
     tap_names = ("B4", "B5", "B6")
+    late_taps = ("B4", "B5", "B6")
 
     def __init__(self, task: Task = Task.MULTICLASS) -> None:
         super().__init__()

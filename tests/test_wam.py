@@ -73,6 +73,7 @@ class LogmelNet(nn.Module):
     """A small non-linear classifier on the log-mel input."""
 
     tap_names = ("B4", "B5", "B6")
+    late_taps = ("B4", "B5", "B6")
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,6 +92,7 @@ class PowerNet(nn.Module):
     and the test checks the path, the weights and the sum, nothing else."""
 
     tap_names = ("B4", "B5", "B6")
+    late_taps = ("B4", "B5", "B6")
 
     def __init__(self) -> None:
         super().__init__()

@@ -77,49 +77,39 @@ from l2i_bench.errors import BenchError
 from l2i_bench.types import (
     AudioBatch,
     BatchSource,
-    ClassifierModel,
     Explainer,
     ExplainerContext,
     Explanation,
     MaskDomain,
     Option,
     Task,
+    late_tap_channels,
 )
 
-TAPS = ("B4", "B5", "B6")
 EPS = 1e-6
 
 
-def tap_channels_of(classifier: ClassifierModel) -> dict[str, int]:
-    """Channels of the B4/B5/B6 taps, from the classifier's ``tap_channels``."""
-    channels = getattr(classifier, "tap_channels", None)
-    if channels is None or any(t not in channels for t in TAPS):
-        raise BenchError(
-            "flint needs a classifier exposing `tap_channels` for B4, B5 and B6",
-            "use the Kumar et al. CNN of l2i_bench.classifier (or a model with the same taps)",
-        )
-    return {t: int(channels[t]) for t in TAPS}
-
-
 class AttributeFunction(nn.Module):
-    """``Phi``: B4, B5, B6 taps → ``J`` non-negative attributes.
+    """``Phi``: the three late taps (B4, B5, B6 on ``kumar``) → ``J`` non-negative
+    attributes; ``tap_channels`` names them, earliest first.
 
-    Each tap is average-pooled to B6's (T', F') grid (any clip length, any width),
+    Each tap is average-pooled to the latest one's (T', F') grid (any clip length, any width),
     brought to ``hidden`` channels by a 3x3 conv, concatenated, mixed by a 3x3 conv,
     pooled to 3x3 and projected to ``J`` with a final ReLU (FLINT's audio ``Psi``).
     """
 
     def __init__(self, tap_channels: dict[str, int], attributes: int, hidden: int = 128) -> None:
         super().__init__()
+        self.taps = tuple(tap_channels)
         self.proj = nn.ModuleDict(
-            {t: nn.Conv2d(tap_channels[t], hidden, 3, padding=1) for t in TAPS}
+            {t: nn.Conv2d(tap_channels[t], hidden, 3, padding=1) for t in self.taps}
         )
         self.mix = nn.Conv2d(3 * hidden, hidden, 3, padding=1)
         self.out = nn.Linear(hidden * 9, attributes)
 
     def forward(self, taps: dict[str, torch.Tensor]) -> torch.Tensor:
-        grid = taps["B6"].shape[-2:]
-        parts = [F.relu(self.proj[t](F.adaptive_avg_pool2d(taps[t], grid))) for t in TAPS]
+        grid = taps[self.taps[-1]].shape[-2:]
+        parts = [F.relu(self.proj[t](F.adaptive_avg_pool2d(taps[t], grid))) for t in self.taps]
         mixed = F.relu(self.mix(torch.cat(parts, dim=1)))
         pooled = F.adaptive_avg_pool2d(mixed, 3).flatten(1)
         return F.relu(self.out(pooled))
@@ -220,7 +210,7 @@ class FlintExplainer(Explainer):
                 f"flint.attributes must be >= 1, got {self.attributes}",
                 "pass --option flint.attributes=100 (the NMF K of the dataset by default)",
             )
-        channels = tap_channels_of(context.classifier)
+        channels = late_tap_channels(context.classifier, self.name)
         freqs = context.front_end.mel_basis.shape[1]
         # Seeded initialisation without touching the caller's global RNG state.
         with torch.random.fork_rng(devices=[]):
@@ -240,7 +230,7 @@ class FlintExplainer(Explainer):
         """Classifier logits (no gradient) and ``Phi`` on its taps."""
         with torch.no_grad():
             logits, taps = self.context.classifier.forward_with_taps(logmel)
-        return logits, self.phi({t: taps[t] for t in TAPS})
+        return logits, self.phi(taps)
 
     def _weights(self, epoch: int, epochs: int) -> dict[str, float]:
         ctx = self.context
@@ -384,7 +374,7 @@ class FlintExplainer(Explainer):
                 magnitude = torch.expm1(log_mag.clamp_min(0.0))
                 logmel = fe.logmel_from_magnitude(magnitude)
                 _, taps = self.context.classifier.forward_with_taps(logmel)
-                phi = self.phi({t: taps[t] for t in TAPS})
+                phi = self.phi(taps)
                 objective = (phi * relevant).sum()
                 (grad,) = torch.autograd.grad(-objective, [log_mag])
                 optimiser.zero_grad(set_to_none=True)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from l2i_bench import hookimpl
 from l2i_bench.errors import BenchError
 from l2i_bench.plugins.explainers._attribution import AttributionExplainer
-from l2i_bench.types import Option
+from l2i_bench.types import Option, late_taps_of
 
 
 def gradcam_maps(
@@ -39,24 +39,31 @@ def gradcam_maps(
 
 class GradCamExplainer(AttributionExplainer):
     name = "gradcam"
-    description = "Grad-CAM at the classifier's B4, B5 and B6 taps, averaged"
+    description = "Grad-CAM at the classifier's three late taps (B4-B6 on kumar), averaged"
     version = "1"
     passes = "1 forward + 1 backward"
     options: ClassVar[Mapping[str, Option]] = {
         "layers": Option(
-            "B4,B5,B6", "comma-separated classifier taps whose maps are averaged (B4, B5, B6)"
+            "late",
+            "comma-separated classifier taps whose maps are averaged; 'late': the "
+            "classifier's three late taps (B4, B5, B6 on kumar)",
         ),
     }
 
     def attribute(self, logmel: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        wanted = [s.strip() for s in str(self.context.option("layers")).split(",")]
-        available = tuple(self.context.classifier.tap_names)
+        classifier = self.context.classifier
+        spec = str(self.context.option("layers")).strip()
+        if spec == "late":
+            wanted = list(late_taps_of(classifier, self.name))
+        else:
+            wanted = [s.strip() for s in spec.split(",") if s.strip()]
+        available = tuple(classifier.tap_names)
         unknown = [name for name in wanted if name not in available]
         if unknown or not wanted:
             raise BenchError(
                 f"gradcam: layer(s) {', '.join(unknown) or '(none)'} are not taps of this "
                 f"classifier ({', '.join(available)})",
-                f"set --option gradcam.layers to some of {','.join(available)}",
+                f"set --option gradcam.layers to some of {','.join(available)} (or 'late')",
             )
         logmel = logmel.clone().requires_grad_(True)
         logits, taps = self.context.classifier.forward_with_taps(logmel)

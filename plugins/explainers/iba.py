@@ -81,6 +81,7 @@ from l2i_bench.types import (
     ExplainerContext,
     Explanation,
     Option,
+    late_taps_of,
 )
 
 ACTIVE_THRESHOLD = 0.01
@@ -321,7 +322,9 @@ class IbaExplainer(Explainer):
         "batch_size": Option(16, "clips per classifier pass when estimating the statistics"),
         "rows_per_pass": Option(8, "clips optimised together (memory only, same result)"),
         "tap": Option(
-            "B4", "classifier tap that carries the bottleneck (B4, B5 or B6 on KumarCNN)"
+            "late",
+            "classifier tap that carries the bottleneck; 'late': the earliest of its three "
+            "late taps (B4 on kumar)",
         ),
     }
 
@@ -332,7 +335,10 @@ class IbaExplainer(Explainer):
 
     # ------------------------------------------------------------- settings
     def _tap(self) -> str:
-        return str(self.context.option("tap"))
+        tap = str(self.context.option("tap")).strip()
+        if tap == "late":
+            return late_taps_of(self.context.classifier, self.name)[0]
+        return tap
 
     # ------------------------------------------------------------------ fit
     def fit(self, train: BatchSource, valid: BatchSource) -> dict[str, Any]:

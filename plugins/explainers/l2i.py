@@ -53,6 +53,7 @@ from l2i_bench.types import (
     MaskDomain,
     Option,
     Task,
+    late_tap_channels,
 )
 
 MASK_EPS = 1e-6  # the ratio denominator's epsilon in the authors' code (§4.3)
@@ -90,8 +91,11 @@ class Phi(nn.Module):
     """
 
     def __init__(self, tap_channels: dict[str, int], n_components: int) -> None:
+        """``tap_channels``: the classifier's three late taps, earliest first (B4, B5,
+        B6 on ``kumar``; the layers keep those names whatever the classifier)."""
         super().__init__()
-        c4, c5, c6 = tap_channels["B4"], tap_channels["B5"], tap_channels["B6"]
+        self.taps = tuple(tap_channels)
+        c4, c5, c6 = (tap_channels[t] for t in self.taps)
         hidden = c5
         self.b5 = nn.Conv2d(c5, hidden, 3, padding=1)
         self.b6 = nn.Conv2d(c6, c4, 3, padding=1)
@@ -110,7 +114,7 @@ class Phi(nn.Module):
 
     def forward(self, taps: dict[str, torch.Tensor], frames: int) -> torch.Tensor:
         # taps are (B, C, T', F'); the recipe works on (B, C, F', T').
-        t4, t5, t6 = (taps[name].transpose(-1, -2) for name in ("B4", "B5", "B6"))
+        t4, t5, t6 = (taps[name].transpose(-1, -2) for name in self.taps)
         tb = t6.shape[-1]
         if tb < 1:
             raise BenchError(
@@ -304,13 +308,7 @@ class L2IExplainer(Explainer):
     # ------------------------------------------------------------------ modules
 
     def _build(self, n_components: int) -> None:
-        classifier = self.context.classifier
-        tap_channels = getattr(classifier, "tap_channels", None)
-        if not tap_channels:
-            raise BenchError(
-                "the classifier exposes no tap_channels; l2i needs its B4/B5/B6 channel counts",
-                "use l2i_bench.classifier.KumarCNN",
-            )
+        tap_channels = late_tap_channels(self.context.classifier, self.name)
         dropout = self.context.option("dropout")
         if dropout is None:
             dropout = 0.4 if self.context.task == Task.MULTICLASS else 0.0  # §3.3

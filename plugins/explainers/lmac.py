@@ -60,14 +60,22 @@ from tqdm.auto import tqdm
 from l2i_bench import hookimpl
 from l2i_bench.errors import BenchError
 from l2i_bench.perturb import kept_magnitude, removed_magnitude
-from l2i_bench.types import AudioBatch, Explainer, Explanation, MaskDomain, Option, Task
+from l2i_bench.types import (
+    AudioBatch,
+    Explainer,
+    Explanation,
+    MaskDomain,
+    Option,
+    Task,
+    late_tap_channels,
+)
 
-TAPS = ("B4", "B5", "B6")
 WEIGHTS = {"l_in": 4.0, "l_out": 0.2, "l1": 0.4, "tv": 0.0}
 
 
 class MaskDecoder(nn.Module):
-    """B4, B5, B6 taps -> per-class mask logits ``(B, C, F, T)`` on the STFT grid."""
+    """The three late taps (B4, B5, B6 on ``kumar``; ``tap_channels`` names them,
+    earliest first) -> per-class mask logits ``(B, C, F, T)`` on the STFT grid."""
 
     def __init__(
         self,
@@ -77,7 +85,8 @@ class MaskDecoder(nn.Module):
         hidden: int = 64,
     ) -> None:
         super().__init__()
-        self.proj = nn.ModuleDict({t: nn.Conv2d(tap_channels[t], hidden, 1) for t in TAPS})
+        self.taps = tuple(tap_channels)
+        self.proj = nn.ModuleDict({t: nn.Conv2d(tap_channels[t], hidden, 1) for t in self.taps})
         self.up6 = nn.ConvTranspose2d(hidden, hidden, 2, stride=2)
         self.up5 = nn.ConvTranspose2d(hidden, hidden, 2, stride=2)
         self.conv1 = nn.Conv2d(hidden, hidden, 3, padding=1)
@@ -87,10 +96,11 @@ class MaskDecoder(nn.Module):
             self.to_linear.weight.copy_(mel_to_linear)
 
     def forward(self, taps: dict[str, torch.Tensor], frames: int, mels: int) -> torch.Tensor:
-        x = self.proj["B6"](taps["B6"])
-        x = F.interpolate(self.up6(x), size=taps["B5"].shape[-2:]) + self.proj["B5"](taps["B5"])
-        x = F.interpolate(self.up5(F.relu(x)), size=taps["B4"].shape[-2:]) + self.proj["B4"](
-            taps["B4"]
+        early, mid, late = self.taps
+        x = self.proj[late](taps[late])
+        x = F.interpolate(self.up6(x), size=taps[mid].shape[-2:]) + self.proj[mid](taps[mid])
+        x = F.interpolate(self.up5(F.relu(x)), size=taps[early].shape[-2:]) + self.proj[early](
+            taps[early]
         )
         x = self.conv2(F.relu(self.conv1(F.relu(x))))  # (B, C, T4, M4)
         x = F.interpolate(x, size=(frames, mels), mode="bilinear", align_corners=False)
@@ -169,14 +179,8 @@ class LmacExplainer(Explainer):
 
     def __init__(self, context) -> None:
         super().__init__(context)
-        channels = getattr(context.classifier, "tap_channels", None)
-        if channels is None or any(t not in channels for t in TAPS):
-            raise BenchError(
-                "lmac needs a classifier exposing `tap_channels` for B4, B5 and B6",
-                "use the Kumar et al. CNN of l2i_bench.classifier (or a model with those taps)",
-            )
         self.decoder = MaskDecoder(
-            {t: int(channels[t]) for t in TAPS},
+            late_tap_channels(context.classifier, self.name),
             context.num_classes,
             context.front_end.mel_to_linear.detach().cpu(),
         ).to(context.device)
@@ -204,7 +208,7 @@ class LmacExplainer(Explainer):
         logmel = batch.logmel
         with torch.no_grad():
             _, taps = self.context.classifier.forward_with_taps(logmel)
-        logits = self.decoder({t: taps[t] for t in TAPS}, logmel.shape[2], logmel.shape[3])
+        logits = self.decoder(taps, logmel.shape[2], logmel.shape[3])
         return torch.sigmoid(logits[rows, classes])
 
     def _objective(self, batch: AudioBatch):

@@ -46,8 +46,8 @@ What is ours:
   pass vacuously (see :mod:`l2i_bench.randomise`).
 * Seeds: the randomised weights are drawn from the evaluation's seed per level.
 * Cells without ``refit_explainer`` (unit tests without a runner; explainers or
-  datasets where a refit is not possible) or with a classifier other than KumarCNN get
-  NaN in every column.
+  datasets where a refit is not possible) or with a classifier that declares no
+  randomisation ``levels`` get NaN in every column.
 
 Cost per cell: for each level, a copy of the classifier, one forward pass
 over <= 64 calibration clips, one refit of the explainer (the dominant term: for a
@@ -64,7 +64,6 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from l2i_bench.classifier import KumarCNN
 from l2i_bench.randomise import cascade_levels, randomised_copy
 from l2i_bench.types import Column, Direction, Evaluation, Metric, RowValues
 
@@ -74,8 +73,10 @@ SANITY_ROWS = 16
 """Explained test rows re-explained per randomisation level (one explain batch)."""
 CALIBRATION_CLIPS = 64
 """Test clips, spread over the test set, for the randomised BN layers' statistics."""
-LEVELS: tuple[tuple[str, str], ...] = (("head", "head"), ("full", "b1"))
-"""(column suffix, level randomised through): the head only, and every layer."""
+LEVELS: tuple[tuple[str, str], ...] = (("head", "top"), ("full", "bottom"))
+"""(column suffix, level randomised through): the classifier's top level (its head)
+only, and its bottom level (every layer); the levels are the classifier plugin's own
+(:attr:`l2i_bench.types.Classifier.levels`)."""
 DEFAULT_LEVELS: tuple[tuple[str, str], ...] = LEVELS[:1]
 """What a run computes: the ``head`` level only (see the module docstring: cost)."""
 EXPLAIN_BATCH = 16
@@ -231,8 +232,8 @@ class SanityCheck(Metric):
         reason = super().not_applicable(evaluation)
         if reason is None and evaluation.refit_explainer is None:
             return "no way to refit the explainer on a randomised classifier in this evaluation"
-        if reason is None and not isinstance(evaluation.classifier, KumarCNN):
-            return "cascading randomisation is defined for the built-in KumarCNN only"
+        if reason is None and not getattr(evaluation.classifier, "levels", ()):
+            return "the classifier declares no randomisation levels (Classifier.levels)"
         return reason
 
     def compute(self, evaluation: Evaluation) -> dict[str, float | RowValues]:
@@ -241,11 +242,12 @@ class SanityCheck(Metric):
         n = min(SANITY_ROWS, len(ex.rows))
         refit = evaluation.refit_explainer
         model = evaluation.classifier
-        if refit is None or n == 0 or not isinstance(model, KumarCNN):
+        if refit is None or n == 0 or not getattr(model, "levels", ()):
             return nan
         if len(evaluation.test) < 2:
             return nan  # the randomised BatchNorm layers need two clips to calibrate
-        cascade_levels(model)  # a KumarCNN whose levels do not cover it fails loudly here
+        levels = cascade_levels(model)  # levels that do not cover the model fail loudly here
+        ends = {"top": levels[0], "bottom": levels[-1]}
         rows = ex.rows[:n].long().cpu()
         classes = ex.classes[:n].long().cpu()
         trained = ex.mask[:n].detach().float().cpu()
@@ -253,7 +255,8 @@ class SanityCheck(Metric):
         batch = evaluation.test.select(rows)
         calibration = evaluation.test.logmel[calibration_rows(len(evaluation.test))]
         out: dict[str, float | RowValues] = {}
-        for suffix, through in self.levels:
+        for suffix, end in self.levels:
+            through = ends.get(end, end)
             randomised = randomised_copy(model, through, evaluation.seed, calibration=calibration)
             explainer = refit(randomised, f"sanity-{suffix}")
             masks = []

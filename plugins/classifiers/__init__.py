@@ -1,0 +1,1 @@
+"""Built-in classifier plugins: the networks whose decisions the explainers interpret."""
