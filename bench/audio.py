@@ -5,6 +5,9 @@ STFT n_fft 1024, hop 512,
 Hann window, centred; 128 Slaney mel bands applied to the *magnitude* (the L2I quirk,
 kept so that published numbers stay comparable) and converted to dB with ref 1,
 amin 1e-10, top_db 80; ``log(1 + |X|)`` for NMF; the input phase kept for resynthesis.
+The log-mel is the classifier's: those are the defaults of
+:class:`~l2i_bench.types.FeatureSpec`, and a classifier plugin may ask for other bands,
+the power instead of the magnitude, or no floor (CNN14 does), on the same STFT grid.
 Everything is torch, so features are computed on the GPU when the run has one.
 """
 
@@ -20,7 +23,7 @@ import torchaudio.functional as AF
 
 from l2i_bench import perturb
 from l2i_bench.errors import BenchError
-from l2i_bench.types import MaskDomain
+from l2i_bench.types import FeatureSpec, MaskDomain
 
 SAMPLE_RATE = 44_100
 N_FFT = 1024
@@ -160,13 +163,52 @@ def mel_to_linear_matrix(mel_basis: torch.Tensor) -> torch.Tensor:
     return out.float()
 
 
-class FrontEnd:
-    """STFT, log-mel and inverse STFT on a device; one instance per run."""
+def mel_filterbank(features: FeatureSpec) -> np.ndarray:
+    """``(M, F)`` Slaney mel filters of a classifier's bands on the host's STFT bins; a
+    band above the host's Nyquist frequency, or one no STFT bin falls in, is an error
+    that names the classifier setting to change."""
+    nyquist = SAMPLE_RATE / 2
+    fmax = nyquist if features.fmax is None else float(features.fmax)
+    if not 0 <= features.fmin < fmax <= nyquist or features.n_mels < 1:
+        raise BenchError(
+            f"the classifier asks for {features.n_mels} mel bands from {features.fmin:g} to "
+            f"{fmax:g} Hz, but the host's audio is at {SAMPLE_RATE} Hz (bands must lie "
+            f"between 0 and its Nyquist frequency, {nyquist:g} Hz)",
+            "set the classifier plugin's FeatureSpec fmin/fmax within that range (the "
+            "host resamples every clip to 44.1 kHz; a model trained at another rate "
+            "keeps its bands in Hz)",
+        )
+    if features.power not in (1.0, 2.0):
+        raise BenchError(
+            f"the classifier asks for a mel of |X|^{features.power:g}",
+            "use power 1 (magnitude) or 2 (power) in its FeatureSpec",
+        )
+    mel = librosa.filters.mel(
+        sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=features.n_mels, fmin=features.fmin, fmax=fmax
+    )
+    empty = np.flatnonzero(mel.sum(axis=1) <= 0)
+    if empty.size:
+        raise BenchError(
+            f"{empty.size} of the classifier's {features.n_mels} mel bands hold no STFT bin "
+            f"of the host's grid ({SAMPLE_RATE / N_FFT:.1f} Hz per bin)",
+            "use fewer mel bands or a higher fmin in its FeatureSpec",
+        )
+    return mel
 
-    def __init__(self, device: torch.device | str = "cpu") -> None:
+
+class FrontEnd:
+    """STFT, the classifier's log-mel and inverse STFT on a device; one per run.
+
+    ``features`` is the classifier's :class:`~l2i_bench.types.FeatureSpec` (default:
+    Kumar et al.'s 128 bands of the magnitude, 80 dB floor)."""
+
+    def __init__(
+        self, device: torch.device | str = "cpu", features: FeatureSpec | None = None
+    ) -> None:
         self.device = torch.device(device)
+        self.features = features if features is not None else FeatureSpec()
         self.window = torch.hann_window(N_FFT, device=self.device)
-        mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)  # (M, F) Slaney
+        mel = mel_filterbank(self.features)  # (M, F) Slaney
         self.mel_basis = torch.from_numpy(mel).float().to(self.device)
         self.mel_to_linear = mel_to_linear_matrix(self.mel_basis).to(self.device)
         """``(F, M)``: see :func:`mel_to_linear_matrix`."""
@@ -198,15 +240,30 @@ class FrontEnd:
             length=length,
         )
 
+    @property
+    def n_mels(self) -> int:
+        return int(self.mel_basis.shape[0])
+
+    @property
+    def floor_db(self) -> float:
+        """How far below a clip's peak its log-mel counts as silence: the classifier's
+        ``top_db``, or 80 dB (librosa's default) when it clips nothing."""
+        top_db = self.features.top_db
+        return float(top_db) if top_db is not None else TOP_DB
+
     def logmel_from_magnitude(self, magnitude: torch.Tensor) -> torch.Tensor:
         """Classifier input ``(B, 1, T, M)`` in dB from linear magnitudes ``(B, F, T)``.
 
         ``top_db`` clipping is per clip, as librosa's ``power_to_db`` does it.
         """
-        mel = torch.matmul(self.mel_basis, magnitude.to(self.device))  # (B, M, T)
+        magnitude = magnitude.to(self.device)
+        if self.features.power != 1.0:
+            magnitude = magnitude.square()
+        mel = torch.matmul(self.mel_basis, magnitude)  # (B, M, T)
         db = 10.0 * torch.log10(torch.clamp(mel, min=AMIN))
-        peak = db.amax(dim=(-2, -1), keepdim=True)
-        db = torch.maximum(db, peak - TOP_DB)
+        if self.features.top_db is not None:
+            peak = db.amax(dim=(-2, -1), keepdim=True)
+            db = torch.maximum(db, peak - self.features.top_db)
         return db.transpose(-1, -2).unsqueeze(1)
 
     def logmel(self, wave: torch.Tensor) -> torch.Tensor:

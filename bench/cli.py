@@ -187,13 +187,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if summary.failed
         else "."
     )
-    published = Path("results") / config.dataset
+    published = Path("results") / config.folder
     if (
         Path(args.out).resolve() != Path("results").resolve()
         and (published / "leaderboard.csv").is_file()
     ):
         failed += (
-            f"\nThe repository's published {config.dataset} results in {published} are "
+            f"\nThe repository's published {config.folder} results in {published} are "
             f"untouched; compare yours with them: l2i-bench verify {published} --rerun "
             f"{args.out}"
         )

@@ -189,6 +189,7 @@ class GridLedger:
         config, dataset = plan.config, plan.dataset
         self.config = config
         self.dataset = dataset
+        self.folder = config.folder
         self.metrics = list(plan.metrics)
         self.started = plan.started
         self.out = Path(config.out)
@@ -198,7 +199,7 @@ class GridLedger:
             + "-s"
             + "-".join(str(s) for s in seeds)
         )
-        self.manifest_path = _new_manifest_path(self.out / dataset.name / "runs", run_id)
+        self.manifest_path = _new_manifest_path(self.out / self.folder / "runs", run_id)
         self.run_id = self.manifest_path.stem
         self.manifest: dict[str, Any] = {
             "run_id": self.run_id,
@@ -232,12 +233,12 @@ class GridLedger:
         self.skipped: list[tuple[str, str]] = []
         self.failed: list[tuple[str, int, str, str]] = []
         self.quality: dict[str, dict[str, float]] = {}
-        self.results_path = self.out / dataset.name / "results.csv"
-        self.board_path = self.out / dataset.name / "leaderboard.csv"
+        self.results_path = self.out / self.folder / "results.csv"
+        self.board_path = self.out / self.folder / "leaderboard.csv"
         self._save()  # a killed run still leaves its record
         self.bar = tqdm(
             total=len(seeds) * len(plan.folds) * len(plan.explainers),
-            desc=f"{dataset.name} grid",
+            desc=f"{self.folder} grid",
             unit="cell",
             disable=not config.show_progress,
             bar_format="{desc}: {n}/{total} cells |{bar:20}| {elapsed} elapsed, ETA {remaining}"
@@ -273,7 +274,7 @@ class GridLedger:
             self.bar.update()
             return None
         key = cell_config_key(self.config, self.dataset, facts, cls, self.metrics)
-        existing = _stored_cell(self.out, self.dataset.name, fold, cls.name, seed)
+        existing = _stored_cell(self.out, self.folder, fold, cls.name, seed)
         if existing is not None and existing.config_key == key and not self.config.force:
             self.skipped.append((fold, cls.name))
             self.manifest["cells"]["skipped"].append([fold, seed, cls.name])
@@ -292,11 +293,11 @@ class GridLedger:
         """Write a finished cell (and the listening files a remote worker returned)."""
         fold, seed, name = cell.fold, int(cell.seed), cell.explainer
         for relative, data in (listening or {}).items():
-            _write_bytes_atomic(self.out / self.dataset.name / relative, data)
+            _write_bytes_atomic(self.out / self.folder / relative, data)
         failpoint("cell")
-        path = cell_path(self.out, self.dataset.name, fold, name, seed)
+        path = cell_path(self.out, self.folder, fold, name, seed)
         write_json_atomic(path, cell.to_json())
-        legacy_cell_path(self.out, self.dataset.name, fold, name).unlink(missing_ok=True)
+        legacy_cell_path(self.out, self.folder, fold, name).unlink(missing_ok=True)
         self.computed.append((fold, name))
         self.manifest["cells"]["computed"].append([fold, seed, name, round(seconds, 1)])
         self.manifest["nodes"][f"{fold}/seed-{seed}/{name}"] = node
@@ -339,7 +340,7 @@ class GridLedger:
             return
         publish_started = time.perf_counter()
         try:
-            self.results_path, self.board_path = publish(self.out, self.dataset.name)
+            self.results_path, self.board_path = publish(self.out, self.folder)
         except KeyboardInterrupt as interrupt:
             self.manifest["status"] = (
                 "interrupted while publishing"
@@ -348,7 +349,7 @@ class GridLedger:
             )
             self._save()
             raise
-        _write_classifier_table(self.out, self.dataset.name, self.quality)
+        _write_classifier_table(self.out, self.folder, self.quality)
         # The statistics' cost beside the run's (the README's budget: under 5 %).
         self.manifest["publish_seconds"] = round(time.perf_counter() - publish_started, 2)
         self._save()

@@ -400,7 +400,7 @@ def run_benchmark(
     started = time.perf_counter()
     seeds = config.grid_seeds
     out = Path(config.out)
-    root = out / config.dataset
+    root = out / config.folder
     dataset_cls = registry.dataset(config.dataset)
     explainer_classes = [registry.explainer(name) for name in config.explainers]
     architecture = registry.classifier(str(config.classifier.get("name", DEFAULT_CLASSIFIER)))
@@ -440,7 +440,7 @@ def run_benchmark(
                 "pick folds from the available list with --folds",
             )
         settings = run_settings(config, dataset, metrics)
-        _refuse_stale_cells(out, dataset.name, settings, folds, seeds, config.explainers)
+        _refuse_stale_cells(out, config.folder, settings, folds, seeds, config.explainers)
         plan = GridPlan(
             config=config,
             registry=registry,
@@ -466,7 +466,7 @@ def _run_grid(plan: GridPlan) -> RunSummary:
     """The sequential executor: every fold and cell in this process, in grid order."""
     config, dataset = plan.config, plan.dataset
     ledger = GridLedger(plan, {"name": "sequential", "node": this_node()})
-    listen_root = Path(config.out) / dataset.name / "listen"
+    listen_root = Path(config.out) / config.folder / "listen"
     with ledger:
         for seed in config.grid_seeds:
             seed_config = replace(config, seed=seed)

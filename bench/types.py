@@ -318,12 +318,33 @@ class ClassifierModel(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The log-mel a classifier takes, computed by the host's front end on the host's
+    STFT grid (:mod:`l2i_bench.audio`: 44.1 kHz, n_fft 1024, hop 512): which mel bands
+    (Slaney, librosa's filterbank), of the magnitude or of the power, and the dB
+    conversion (``10 log10(max(amin, mel))``, then an optional floor ``top_db`` below
+    each clip's peak). Every explainer and metric reaches the classifier's input through
+    the run's front end, so masking, resynthesis and the one mel-to-STFT mapping follow
+    the classifier's own bands. The default is Kumar et al.'s (the L2I code's)."""
+
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    """None: the host's Nyquist frequency."""
+    power: float = 1.0
+    """1: mel of the magnitude (the L2I code's quirk); 2: of the power (PANNs)."""
+    top_db: float | None = 80.0
+    """Floor below each clip's peak in dB (librosa's ``power_to_db``); None: none."""
+
+
 class Classifier(torch.nn.Module):
     """A classifier plugin: the network explainers interpret, registered through the
     ``register_classifiers`` hook like datasets and explainers.
 
-    Input: the host's log-mel ``(B, 1, T, N_MELS)`` in dB (:mod:`l2i_bench.audio`), the
-    one representation every explainer and metric computes from a (masked) STFT. Output:
+    Input: its log-mel ``(B, 1, T, features.n_mels)`` in dB, computed by the host's front
+    end on the host's STFT as its ``features`` ask (:class:`FeatureSpec`), the one
+    representation every explainer and metric computes from a (masked) STFT. Output:
     logits ``(B, C)``. **Taps** are named hidden layers ``(B, C_tap, T', F')`` returned
     by :meth:`forward_with_taps`; ``late_taps`` names the three late layers that
     interpreters read (L2I, FLINT and L-MAC take all three, Grad-CAM averages them, IBA
@@ -350,6 +371,8 @@ class Classifier(torch.nn.Module):
     """Top-down (level name, attribute names of the modules it holds)."""
     min_frames: ClassVar[int] = 1
     """Shortest input in frames the network accepts (its pools must leave one)."""
+    features: ClassVar[FeatureSpec] = FeatureSpec()
+    """The log-mel it takes (bands, magnitude or power, dB floor)."""
 
     def __init__(self, num_classes: int, task: Task, width: float = 1.0) -> None:
         super().__init__()

@@ -68,6 +68,15 @@ class RunConfig:
     def grid_seeds(self) -> list[int]:
         return list(self.seeds) if self.seeds else [self.seed]
 
+    @property
+    def folder(self) -> str:
+        """The results folder under ``out``: the dataset's name, and ``--<classifier>``
+        for a classifier other than the default, so that the leaderboards of different
+        classifiers on one dataset live side by side (``results/esc50``,
+        ``results/esc50--cnn14``), each with its cells, manifests and report."""
+        name = str(self.classifier.get("name", DEFAULT_CLASSIFIER))
+        return self.dataset if name == DEFAULT_CLASSIFIER else f"{self.dataset}--{name}"
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -137,7 +146,13 @@ class FoldWorkspace:
         self.fold = fold
         self.config = config
         self.device = device
-        self.front_end = FrontEnd(device)
+        if architecture is None:
+            from l2i_bench.registry import load_registry
+
+            name = str(classifier_settings(dataset, config).get("name", DEFAULT_CLASSIFIER))
+            architecture = load_registry().classifier(name)
+        self.architecture = architecture
+        self.front_end = FrontEnd(device, architecture.features)  # the classifier's log-mel
         self.split = dataset.split(fold)
         progress = config.show_progress
 
@@ -184,10 +199,6 @@ class FoldWorkspace:
         settings = classifier_settings(dataset, config)
         name = str(settings.get("name", DEFAULT_CLASSIFIER))
         named = "" if name == DEFAULT_CLASSIFIER else f"-{name}"
-        if architecture is None:
-            from l2i_bench.registry import load_registry
-
-            architecture = load_registry().classifier(name)
         self.classifier_key = (
             f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}{threads}{named}"
         )

@@ -41,10 +41,11 @@ from l2i_bench.audio import TOP_DB
 from l2i_bench.types import AudioBatch, Explainer, Explanation
 
 
-def silence_floor(logmel: torch.Tensor) -> torch.Tensor:
-    """Per-clip baseline ``(B, 1, T, M)``: every bin at the clip's floor (peak - 80 dB)."""
+def silence_floor(logmel: torch.Tensor, floor_db: float = TOP_DB) -> torch.Tensor:
+    """Per-clip baseline ``(B, 1, T, M)``: every bin at the clip's floor, ``floor_db``
+    below its peak (the front end's ``floor_db``: 80 dB for Kumar's and CNN14's)."""
     peak = logmel.amax(dim=(1, 2, 3), keepdim=True)
-    return (peak - TOP_DB).expand_as(logmel).contiguous()
+    return (peak - floor_db).expand_as(logmel).contiguous()
 
 
 def noise_floor_baseline(logmel: torch.Tensor) -> torch.Tensor:

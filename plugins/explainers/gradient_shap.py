@@ -20,7 +20,6 @@ import torch
 from captum.attr import GradientShap
 
 from l2i_bench import hookimpl
-from l2i_bench.audio import TOP_DB
 from l2i_bench.plugins.explainers._attribution import AttributionExplainer
 from l2i_bench.types import Option
 
@@ -55,7 +54,7 @@ class GradientShapExplainer(AttributionExplainer):
         frames = logmel.shape[2]
         if background.shape[2] >= frames:
             return background[:, :, :frames].contiguous()
-        floor = background.amax(dim=(1, 2, 3), keepdim=True) - TOP_DB
+        floor = background.amax(dim=(1, 2, 3), keepdim=True) - self.context.front_end.floor_db
         pad = floor.expand(-1, 1, frames - background.shape[2], background.shape[3])
         return torch.cat([background, pad], dim=2)
 

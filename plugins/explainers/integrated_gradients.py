@@ -40,7 +40,7 @@ class IntegratedGradientsExplainer(AttributionExplainer):
         chunk = int(self.context.option("internal_batch_size"))
         return IntegratedGradients(self.logits).attribute(
             logmel,
-            baselines=silence_floor(logmel),
+            baselines=silence_floor(logmel, self.context.front_end.floor_db),
             target=classes,
             n_steps=steps,
             method="gausslegendre",

@@ -59,7 +59,11 @@ class OcclusionExplainer(AttributionExplainer):
         option = self.context.option
         window = (1, int(option("window_frames")), int(option("window_mels")))
         stride = (1, int(option("stride_frames")), int(option("stride_mels")))
-        baselines = {"floor": noise_floor_baseline, "silence": silence_floor}
+        floor_db = self.context.front_end.floor_db
+        baselines = {
+            "floor": noise_floor_baseline,
+            "silence": lambda x: silence_floor(x, floor_db),
+        }
         chosen = str(option("baseline")).strip().lower()
         if chosen not in baselines:
             raise BenchError(

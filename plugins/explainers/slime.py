@@ -131,7 +131,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from l2i_bench import hookimpl
-from l2i_bench.audio import HOP_LENGTH, N_MELS, SAMPLE_RATE
+from l2i_bench.audio import HOP_LENGTH, SAMPLE_RATE
 from l2i_bench.errors import BenchError
 from l2i_bench.types import AudioBatch, Explainer, ExplainerContext, Explanation, Option
 
@@ -398,7 +398,10 @@ class SlimeExplainer(Explainer):
         checks = [
             ("samples", settings["samples"] >= 2),
             ("segment_ms", segment_ms is None or segment_ms > 0),
-            ("bands", settings["bands"] >= 1 and N_MELS % settings["bands"] == 0),
+            (
+                "bands",
+                settings["bands"] >= 1 and self.context.front_end.n_mels % settings["bands"] == 0,
+            ),
             ("keep_share", 0.0 < settings["keep_share"] <= 1.0),
             ("kernel_width", settings["kernel_width"] > 0),
             ("ridge_alpha", settings["ridge_alpha"] >= 0),

@@ -17,7 +17,6 @@ import torch
 from captum.attr import NoiseTunnel, Saliency
 
 from l2i_bench import hookimpl
-from l2i_bench.audio import TOP_DB
 from l2i_bench.plugins.explainers._attribution import AttributionExplainer
 from l2i_bench.types import Option
 
@@ -43,7 +42,7 @@ class SmoothGradExplainer(AttributionExplainer):
             nt_type="smoothgrad",
             nt_samples=samples,
             nt_samples_batch_size=samples,
-            stdevs=noise * TOP_DB,
+            stdevs=noise * self.context.front_end.floor_db,
             target=classes,
             abs=True,
         )
