@@ -276,10 +276,12 @@ def test_download_refuses_an_escaping_archive(fixture: SonycFixture, tmp_path: P
 # ------------------------------------------------------------- end to end
 
 
-def test_every_explainer_runs_on_the_miniature(tmp_path: Path) -> None:
+@pytest.mark.parametrize("classifier", ["kumar", "cnn14"])
+def test_every_explainer_runs_on_the_miniature(tmp_path: Path, classifier: str) -> None:
     """The whole grid with every registered explainer on 1 s clips (a subclass only
-    shortens the clip length; the registry entry replaces the installed one if any).
-    About 15-25 s on 2 CPU cores."""
+    shortens the clip length; the registry entry replaces the installed one if any),
+    explaining each built-in classifier (their taps, bands and levels differ). About
+    30-70 s each on 2 CPU cores."""
     from l2i_bench.registry import PluginInfo, load_registry
     from l2i_bench.runner import RunConfig, run_benchmark
 
@@ -299,7 +301,7 @@ def test_every_explainer_runs_on_the_miniature(tmp_path: Path) -> None:
         limit=3,
         out=tmp_path / "out",
         cache_dir=tmp_path / "cache",
-        classifier={"epochs": 2, "width": 0.125},
+        classifier={"name": classifier, "epochs": 2, "width": 0.125},
         options={
             "l2i": {"epochs": "1", "components": "16", "nmf_iter": "20"},
             "flint": {"epochs": "1", "am_steps": "1"},
