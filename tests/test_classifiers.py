@@ -228,3 +228,9 @@ def test_a_narrow_cnn14_is_trained_explained_and_published_beside_kumar(synth_di
     kumar_sha = json.loads(next((out / "synth" / "runs").glob("*")).read_text())["classifier"]
     assert kumar_sha["1/seed-0"]["sha256"] != manifest["classifier"]["1/seed-0"]["sha256"]
     assert "name" not in kumar_sha["1/seed-0"]["config"]
+    # the report of each folder says which classifier its explainers explain
+    from l2i_bench.report import build_report
+
+    for folder, name in (("synth", "kumar"), ("synth--cnn14", "cnn14")):
+        html = build_report(out / folder, registry=registry).read_text()
+        assert f'<code id="classifier-name">{name}</code>' in html

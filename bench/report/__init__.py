@@ -28,6 +28,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from l2i_bench.classifier import DEFAULT_CLASSIFIER
 from l2i_bench.errors import BenchError
 from l2i_bench.options import cost_per_clip
 from l2i_bench.report import figures, gallery
@@ -96,8 +97,13 @@ def build_report(
         lstrip_blocks=True,
     )
     env.filters["num"] = format_number
+    classifier_name = next(
+        (str(r.classifier["name"]) for r in reversed(runs) if r.classifier.get("name")),
+        DEFAULT_CLASSIFIER,
+    )
     common = {
         "dataset": _dataset_name(results, cells),
+        "classifier_name": classifier_name,
         "runs": runs,
         "seeds": sorted({s for r in runs for s in r.seeds}),
         "board": board,
