@@ -97,20 +97,24 @@ def verify(request: VerifyRequest, registry) -> tuple[pd.DataFrame, Path]:
     results = Path(request.results)
     config = published_config(results)
     dataset = config["dataset"]
-    if results.name != dataset:
+    # the folder a run of this dataset and classifier writes (<dataset>--<classifier>)
+    folder = RunConfig(
+        dataset=dataset, explainers=[], classifier=config.get("classifier") or {}
+    ).folder
+    if results.name != folder:
         raise BenchError(
             f"{results} holds dataset {dataset!r} by its manifest, but the folder is named "
             f"{results.name!r}",
-            f"pass the dataset's own folder, e.g. {results.parent / dataset}",
+            f"pass the dataset's own folder, e.g. {results.parent / folder}",
         )
     if request.rerun is not None:
         out = Path(request.rerun)
-        if not (out / dataset / "cells").is_dir():
+        if not (out / folder / "cells").is_dir():
             raise BenchError(
-                f"{out} holds no cells of {dataset!r}",
+                f"{out} holds no cells of {folder!r}",
                 "pass the folder a previous verify wrote, e.g. verify/synth-20261203T072632",
             )
-        return _compare_and_write(results, dataset, out)
+        return _compare_and_write(results, folder, out)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     out = Path(request.out) / f"{dataset}-{stamp}"
     seeds = request.seeds or config.get("seeds") or [int(config.get("seed", 0))]
@@ -133,12 +137,12 @@ def verify(request: VerifyRequest, registry) -> tuple[pd.DataFrame, Path]:
         show_progress=request.show_progress,
     )
     run_benchmark(rerun, registry)
-    return _compare_and_write(results, dataset, out)
+    return _compare_and_write(results, folder, out)
 
 
-def _compare_and_write(results: Path, dataset: str, out: Path) -> tuple[pd.DataFrame, Path]:
-    table = compare(read_cells(results.parent, dataset), read_cells(out, dataset))
-    path = out / dataset / "verify.csv"
+def _compare_and_write(results: Path, folder: str, out: Path) -> tuple[pd.DataFrame, Path]:
+    table = compare(read_cells(results.parent, folder), read_cells(out, folder))
+    path = out / folder / "verify.csv"
     write_csv_atomic(table, path)
     return table, path
 

@@ -203,7 +203,7 @@ def test_a_narrow_cnn14_is_trained_explained_and_published_beside_kumar(synth_di
         for classifier in ({"name": "kumar"}, {"name": "cnn14"}):
             config = RunConfig(
                 dataset="synth",
-                explainers=["random", "gradcam", "lmac"],
+                explainers=["random", "gradcam"],  # all explainers: test_sonyc_ust
                 folds=["1"],
                 data_dir=synth_dir,
                 device="cpu",
@@ -211,7 +211,6 @@ def test_a_narrow_cnn14_is_trained_explained_and_published_beside_kumar(synth_di
                 limit=3,
                 out=out,
                 cache_dir=cache,
-                options={"lmac": {"epochs": "1"}},
                 classifier={**classifier, "epochs": 1, "width": 0.125},
                 listen=0,
                 show_progress=False,
@@ -234,3 +233,20 @@ def test_a_narrow_cnn14_is_trained_explained_and_published_beside_kumar(synth_di
     for folder, name in (("synth", "kumar"), ("synth--cnn14", "cnn14")):
         html = build_report(out / folder, registry=registry).read_text()
         assert f'<code id="classifier-name">{name}</code>' in html
+    # verify finds the classifier's folder: a rerun with one value changed differs there
+    import shutil
+
+    from l2i_bench.verify import VerifyRequest, verify
+
+    rerun = tmp_path / "rerun"
+    shutil.copytree(out / "synth--cnn14" / "cells", rerun / "synth--cnn14" / "cells")
+    cell_file = rerun / "synth--cnn14" / "cells" / "fold-1" / "seed-0" / "random.json"
+    cell = json.loads(cell_file.read_text())
+    changed = next(
+        s for s in cell["scores"] if s["value"] is not None and s["metric"] == "coverage"
+    )
+    changed["value"] += 0.5
+    cell_file.write_text(json.dumps(cell))
+    table, _ = verify(VerifyRequest(results=out / "synth--cnn14", rerun=rerun), registry)
+    differing = table[table["status"] != "identical"]
+    assert list(differing["column"]) == [changed["column"]], differing
