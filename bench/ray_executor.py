@@ -107,11 +107,17 @@ def check_ray_options(ray_options: RayOptions, config: RunConfig) -> None:
     """Ray missing, or settings that cannot work: refused before any work."""
     require_ray()
     if ray_options.cpus < 1:
-        raise BenchError(f"--ray-cpus must be at least 1, got {ray_options.cpus}", "")
+        raise BenchError(
+            f"--ray-cpus must be at least 1, got {ray_options.cpus}", "give whole CPUs per task"
+        )
     if ray_options.gpus < 0:
-        raise BenchError(f"--ray-gpus must be 0 or more, got {ray_options.gpus}", "")
+        raise BenchError(
+            f"--ray-gpus must be 0 or more, got {ray_options.gpus}", "give 0, a fraction or a count"
+        )
     if ray_options.retries < 0:
-        raise BenchError(f"--ray-retries must be 0 or more, got {ray_options.retries}", "")
+        raise BenchError(
+            f"--ray-retries must be 0 or more, got {ray_options.retries}", "give 0 or more retries"
+        )
     if config.device.startswith("cuda") and ray_options.gpus == 0:
         raise BenchError(
             f"--device {config.device} with --executor ray, but the tasks request no GPU "
