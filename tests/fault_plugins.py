@@ -104,9 +104,10 @@ class Hanging(Explainer):
 FAULTY = (Raising, NaNMask, WrongShape, WrongRelevance, Hanging)
 
 
-def registry():
+def registry(installed: str = "random,kumar"):
     """synth-tiny, random, profile, the faulty explainers and four cheap metrics, through
-    the same registration path as installed plugins."""
+    the same registration path as installed plugins; of the installed plugins, only
+    ``installed`` (entry-point names)."""
     module = types.ModuleType("fault_plugins")
 
     def register_datasets(register):
@@ -124,7 +125,7 @@ def registry():
     module.register_explainers = hookimpl(register_explainers)
     module.register_metrics = hookimpl(register_metrics)
     saved = os.environ.get(LOAD_PLUGINS_ENV)
-    os.environ[LOAD_PLUGINS_ENV] = "random,kumar"  # installed: `random`, the classifier
+    os.environ[LOAD_PLUGINS_ENV] = installed
     try:
         return load_registry([(PluginInfo("fault_plugins", "tests", "tests", "0"), module)])
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 import librosa
 import pytest
 import torch
+from fault_plugins import registry as fault_registry
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, mel_filterbank
 from l2i_bench.classifier import ClassifierConfig, config_hash
@@ -16,7 +17,6 @@ from l2i_bench.errors import BenchError
 from l2i_bench.plugins.classifiers.cnn14 import Cnn14
 from l2i_bench.plugins.classifiers.kumar import KumarCNN
 from l2i_bench.randomise import cascade_levels
-from l2i_bench.registry import load_registry
 from l2i_bench.runner import RunConfig, run_benchmark
 from l2i_bench.types import FeatureSpec, Task
 
@@ -195,20 +195,21 @@ def test_kumar_keeps_the_keys_it_had_before_classifiers_were_plugins():
 
 
 def test_a_narrow_cnn14_is_trained_explained_and_published_beside_kumar(synth_dir, tmp_path):
-    registry = load_registry()
+    """On the tiny synth of the fault suite (cheap metrics), so that the two classifiers
+    train in seconds; every explainer on CNN14: tests/test_sonyc_ust.py."""
+    registry = fault_registry("random,kumar,cnn14,gradcam")
     assert {"kumar", "cnn14"} <= set(registry.names("classifier"))
     out, cache = tmp_path / "out", tmp_path / "cache"
     threads = torch.get_num_threads()
     try:
         for classifier in ({"name": "kumar"}, {"name": "cnn14"}):
             config = RunConfig(
-                dataset="synth",
-                explainers=["random", "gradcam"],  # all explainers: test_sonyc_ust
+                dataset="synth-tiny",
+                explainers=["random", "gradcam"],
                 folds=["1"],
                 data_dir=synth_dir,
                 device="cpu",
                 threads=1,
-                limit=3,
                 out=out,
                 cache_dir=cache,
                 classifier={**classifier, "epochs": 1, "width": 0.125},
@@ -219,18 +220,18 @@ def test_a_narrow_cnn14_is_trained_explained_and_published_beside_kumar(synth_di
             assert summary.failed == []
     finally:
         torch.set_num_threads(threads)
-    assert (out / "synth" / "leaderboard.csv").is_file()
-    assert (out / "synth--cnn14" / "leaderboard.csv").is_file()
-    [manifest] = [json.loads(p.read_text()) for p in (out / "synth--cnn14" / "runs").glob("*")]
+    assert (out / "synth-tiny" / "leaderboard.csv").is_file()
+    assert (out / "synth-tiny--cnn14" / "leaderboard.csv").is_file()
+    [manifest] = [json.loads(p.read_text()) for p in (out / "synth-tiny--cnn14" / "runs").glob("*")]
     assert manifest["classifier"]["1/seed-0"]["config"]["name"] == "cnn14"
     assert manifest["settings"]["classifier_config"]["name"] == "cnn14"
-    kumar_sha = json.loads(next((out / "synth" / "runs").glob("*")).read_text())["classifier"]
+    kumar_sha = json.loads(next((out / "synth-tiny" / "runs").glob("*")).read_text())["classifier"]
     assert kumar_sha["1/seed-0"]["sha256"] != manifest["classifier"]["1/seed-0"]["sha256"]
     assert "name" not in kumar_sha["1/seed-0"]["config"]
     # the report of each folder says which classifier its explainers explain
     from l2i_bench.report import build_report
 
-    for folder, name in (("synth", "kumar"), ("synth--cnn14", "cnn14")):
+    for folder, name in (("synth-tiny", "kumar"), ("synth-tiny--cnn14", "cnn14")):
         html = build_report(out / folder, registry=registry).read_text()
         assert f'<code id="classifier-name">{name}</code>' in html
     # verify finds the classifier's folder: a rerun with one value changed differs there
@@ -239,14 +240,14 @@ def test_a_narrow_cnn14_is_trained_explained_and_published_beside_kumar(synth_di
     from l2i_bench.verify import VerifyRequest, verify
 
     rerun = tmp_path / "rerun"
-    shutil.copytree(out / "synth--cnn14" / "cells", rerun / "synth--cnn14" / "cells")
-    cell_file = rerun / "synth--cnn14" / "cells" / "fold-1" / "seed-0" / "random.json"
+    shutil.copytree(out / "synth-tiny--cnn14" / "cells", rerun / "synth-tiny--cnn14" / "cells")
+    cell_file = rerun / "synth-tiny--cnn14" / "cells" / "fold-1" / "seed-0" / "random.json"
     cell = json.loads(cell_file.read_text())
     changed = next(
         s for s in cell["scores"] if s["value"] is not None and s["metric"] == "coverage"
     )
     changed["value"] += 0.5
     cell_file.write_text(json.dumps(cell))
-    table, _ = verify(VerifyRequest(results=out / "synth--cnn14", rerun=rerun), registry)
+    table, _ = verify(VerifyRequest(results=out / "synth-tiny--cnn14", rerun=rerun), registry)
     differing = table[table["status"] != "identical"]
     assert list(differing["column"]) == [changed["column"]], differing

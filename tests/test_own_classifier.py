@@ -78,20 +78,28 @@ def test_an_own_model_is_listed_and_benchmarked(installed, synth_dir, tmp_path):
     assert torch.equal(checkpoint["head.weight"], state["head.weight"])
 
 
-def test_weights_for_other_classes_or_none_are_refused(installed, synth_dir, tmp_path):
-    done = _run(installed, synth_dir, tmp_path, _weights(tmp_path / "w7.pt", 7, installed))
-    assert done.returncode == 2
-    assert "was trained for 7 classes, the dataset has 10" in done.stderr
-    none = subprocess.run(
-        cli()
-        + ["run", "--dataset", "synth", "--data-dir", str(synth_dir), "--folds", "1"]
-        + ["--explainers", "random", "--classifier", "name=my-cnn", "--quiet"]
-        + ["--out", str(tmp_path / "o2"), "--cache-dir", str(tmp_path / "c2")],
-        env=installed,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert none.returncode == 2
-    assert "is load-only: it needs its weights" in none.stderr
-    assert "--classifier pretrained=PATH" in none.stderr
+def test_weights_for_other_classes_or_none_are_refused(installed, tmp_path, monkeypatch):
+    """In this process (the CLI path is the test above): the installed module itself."""
+    monkeypatch.syspath_prepend(installed["PYTHONPATH"])
+    from my_classifier import MyClassifier
+
+    from l2i_bench.classifier import ClassifierConfig, train_or_load_classifier
+    from l2i_bench.errors import BenchError
+    from l2i_bench.types import Task
+
+    weights = _weights(tmp_path / "w7.pt", 7, installed)
+    with pytest.raises(BenchError, match="was trained for 7 classes, the dataset has 10"):
+        MyClassifier(10, Task.MULTICLASS).load_pretrained(weights)
+    with pytest.raises(BenchError, match="is load-only: it needs its weights") as refused:
+        train_or_load_classifier(
+            [],  # refused before any clip is read
+            [],
+            task=Task.MULTICLASS,
+            num_classes=10,
+            config=ClassifierConfig(name="my-cnn"),
+            cache_dir=tmp_path / "cache",
+            cache_key="k",
+            device="cpu",
+            architecture=MyClassifier,
+        )
+    assert "--classifier pretrained=PATH" in refused.value.fix
