@@ -1,11 +1,14 @@
 """The benchmark grid: dataset x seed x fold x explainer cells, resumable, timed, scored.
 
-Data flow, in order: the dataset plugin lists clips -> for each seed and fold,
-:class:`FoldWorkspace` loads them and trains (or reloads) the classifier of that seed
--> each explainer is fitted
-on the training split and explains the test clips -> every metric plugin scores the
-cell -> the cell is written atomically -> the published CSVs are rebuilt from all
-cells on disk. A finished cell is never recomputed unless ``force`` is set or its
+Data flow, in order: :func:`run_benchmark` checks everything that needs no work and
+settles a :class:`~l2i_bench.grid.GridPlan` -> for each seed and fold,
+:class:`FoldWorkspace` loads the clips and trains (or reloads) the classifier plugin of
+that seed -> each explainer is fitted on the training split and explains the test clips
+(:func:`run_cell`) -> every metric plugin scores the cell -> the
+:class:`~l2i_bench.grid.GridLedger` writes the cell atomically and, at the end, rebuilds
+the published CSVs from all cells on disk. This module is the sequential executor;
+:mod:`l2i_bench.ray_executor` runs the same folds and cells as Ray tasks through the
+same ledger. A finished cell is never recomputed unless ``force`` is set or its
 configuration changed, so an interrupted run resumes where it stopped.
 """
 
