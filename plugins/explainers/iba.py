@@ -39,7 +39,7 @@ the method notes (``method-vibi-slime-iba.md`` §3):
 (time, then the 16 frequency rows of B4); ``extra["information_bits"]`` is its sum.
 
 Locating B4: the hook goes on ``classifier.tap_modules["B4"]`` if the classifier
-exposes that mapping, else on ``classifier.b4`` (:class:`~l2i_bench.classifier.KumarCNN`),
+exposes that mapping, else on ``classifier.b4`` (``kumar``, :mod:`l2i_bench.plugins.classifiers.kumar`),
 else on the one sub-module whose output *is* the ``B4`` tensor of
 ``forward_with_taps``; the choice is verified with one probe forward (the module must
 produce the tap and run once per forward, or the noise would be injected twice).
