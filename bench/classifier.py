@@ -341,6 +341,11 @@ def spec_augment(logmel: torch.Tensor, generator: torch.Generator) -> torch.Tens
 # ------------------------------------------------------------------- pretrained
 
 
+def classifier_name(settings: Mapping[str, Any]) -> str:
+    """The classifier plugin that ``--classifier`` settings name (the default when none)."""
+    return str(settings.get("name", DEFAULT_CLASSIFIER))
+
+
 def classifier_plugin(name: str) -> type[Classifier]:
     """The installed classifier plugin called ``name`` (an error lists the others)."""
     from l2i_bench.registry import load_registry

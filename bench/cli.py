@@ -57,26 +57,25 @@ def _parse_classifier(items: Sequence[str]) -> dict[str, float | int | str]:
     return parsed
 
 
-def _positive_int(text: str) -> int:
-    """argparse type for counts that must be at least 1 (``--limit``, ``--batch-size``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
+def _int_at_least(minimum: int, what: str):
+    """An argparse type for whole numbers of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} {what}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    """argparse type for counts that may be 0 (``--ray-retries``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
+_positive_int = _int_at_least(1, "is not at least 1")
+"""Counts that must be at least 1 (``--limit``, ``--batch-size``, ``--ray-cpus``)."""
+_non_negative_int = _int_at_least(0, "is negative")
+"""Counts that may be 0 (``--ray-retries``)."""
 
 
 def _non_negative_float(text: str) -> float:

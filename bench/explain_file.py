@@ -29,7 +29,7 @@ import torch
 from l2i_bench import perturb
 from l2i_bench.audio import SAMPLE_RATE, fit_length, read_audio, write_audio
 from l2i_bench.cache import file_digest
-from l2i_bench.classifier import DEFAULT_CLASSIFIER
+from l2i_bench.classifier import classifier_name
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
 from l2i_bench.options import check_options
@@ -67,9 +67,8 @@ def explain_file(request: ExplainRequest, registry: Registry) -> ExplainResult:
     """Write the interpretation audio, a figure and a JSON; return them with a summary."""
     explainer_cls = registry.explainer(request.explainer)
     dataset_cls = registry.dataset(request.dataset)
-    architecture = registry.classifier(
-        str(request.classifier.get("name", DEFAULT_CLASSIFIER))
-    )  # an unknown name is refused before any work
+    # an unknown name is refused before any work
+    architecture = registry.classifier(classifier_name(request.classifier))
     check_options(
         request.options,
         [explainer_cls],

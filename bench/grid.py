@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from l2i_bench.cache import temporary_path
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import failpoint
 from l2i_bench.provenance import environment
@@ -39,6 +38,7 @@ from l2i_bench.results import (
     legacy_cell_path,
     publish,
     read_cell,
+    write_bytes_atomic,
     write_csv_atomic,
     write_json_atomic,
 )
@@ -293,7 +293,7 @@ class GridLedger:
         """Write a finished cell (and the listening files a remote worker returned)."""
         fold, seed, name = cell.fold, int(cell.seed), cell.explainer
         for relative, data in (listening or {}).items():
-            _write_bytes_atomic(self.out / self.folder / relative, data)
+            write_bytes_atomic(self.out / self.folder / relative, data)
         failpoint("cell")
         path = cell_path(self.out, self.folder, fold, name, seed)
         write_json_atomic(path, cell.to_json())
@@ -313,11 +313,6 @@ class GridLedger:
         tqdm.write(f"fold {fold} seed {seed} {name}: FAILED: {error}", file=sys.stderr)
         self.bar.set_postfix_str(f"{len(self.failed)} failed")
         self.bar.update()
-
-    def note(self, key: str, value: Any) -> None:
-        """An executor's fact for the manifest (e.g. Ray's cluster resources)."""
-        self.manifest["executor"][key] = value
-        self._save()
 
     # -- the end ----------------------------------------------------------------------
 
@@ -368,16 +363,6 @@ class GridLedger:
 
     def _save(self) -> None:
         write_json_atomic(self.manifest_path, self.manifest)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _new_manifest_path(runs: Path, run_id: str) -> Path:

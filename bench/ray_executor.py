@@ -45,7 +45,6 @@ plus, on a worker that last held another fold, rebuilding the workspace; measure
 from __future__ import annotations
 
 import copy
-import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -128,7 +127,7 @@ def check_ray_options(ray_options: RayOptions, config: RunConfig) -> None:
 
 def task_threads(ray_options: RayOptions, config: RunConfig) -> int:
     """Torch threads in each task: ``--threads`` when given, else the task's CPUs."""
-    return int(config.threads) if config.threads else max(1, math.floor(ray_options.cpus))
+    return int(config.threads) if config.threads else ray_options.cpus
 
 
 # -- worker side -------------------------------------------------------------------------

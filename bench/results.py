@@ -116,13 +116,14 @@ def pack_rows(values: dict[str, RowValues]) -> dict[str, Any]:
     return {"keys": list(keys), "columns": columns}
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never a torn one."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old one or the new one, never a torn one:
+    a unique temporary beside it, flushed to disk, then renamed over it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_path(path)
-        handle = open(tmp, "w")  # noqa: SIM115 - closed below, before the rename
+        handle = open(tmp, "wb")  # noqa: SIM115 - closed below, before the rename
     except OSError as err:
         raise BenchError(
             f"cannot write results under {path.parent}: {err}",
@@ -130,12 +131,18 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         ) from err
     try:
         with handle:
-            json.dump(payload, handle, indent=2, default=_json_default, allow_nan=False)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON whole or not at all (:func:`write_bytes_atomic`)."""
+    text = json.dumps(payload, indent=2, default=_json_default, allow_nan=False)
+    write_bytes_atomic(path, text.encode())
 
 
 def _json_default(obj: Any) -> Any:

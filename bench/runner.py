@@ -27,7 +27,6 @@ import torch
 from tqdm.auto import tqdm
 
 from l2i_bench.cache import ensure_writable, folder_lock, remove_stale_temporaries
-from l2i_bench.classifier import DEFAULT_CLASSIFIER
 from l2i_bench.data import ClipSet
 from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
@@ -406,7 +405,7 @@ def run_benchmark(
     root = out / config.folder
     dataset_cls = registry.dataset(config.dataset)
     explainer_classes = [registry.explainer(name) for name in config.explainers]
-    architecture = registry.classifier(str(config.classifier.get("name", DEFAULT_CLASSIFIER)))
+    architecture = registry.classifier(config.classifier_name)
     metrics = registry.metrics()
     check_options(
         config.options, explainer_classes, dataset_cls, known_explainers=registry.names("explainer")

@@ -92,15 +92,15 @@ def published_config(results: Path) -> dict[str, Any]:
 
 def verify(request: VerifyRequest, registry) -> tuple[pd.DataFrame, Path]:
     """Rerun and compare; returns the comparison table and the path of ``verify.csv``."""
+    from l2i_bench.classifier import classifier_name
     from l2i_bench.runner import RunConfig, run_benchmark
+    from l2i_bench.workspace import results_folder
 
     results = Path(request.results)
     config = published_config(results)
     dataset = config["dataset"]
     # the folder a run of this dataset and classifier writes (<dataset>--<classifier>)
-    folder = RunConfig(
-        dataset=dataset, explainers=[], classifier=config.get("classifier") or {}
-    ).folder
+    folder = results_folder(dataset, classifier_name(config.get("classifier") or {}))
     if results.name != folder:
         raise BenchError(
             f"{results} holds dataset {dataset!r} by its manifest, but the folder is named "

@@ -27,6 +27,8 @@ from l2i_bench.classifier import (
     DEFAULT_CLASSIFIER,
     ClassifierConfig,
     TrainedClassifier,
+    classifier_name,
+    classifier_plugin,
     evaluate_logits,
     train_or_load_classifier,
 )
@@ -69,13 +71,22 @@ class RunConfig:
         return list(self.seeds) if self.seeds else [self.seed]
 
     @property
+    def classifier_name(self) -> str:
+        """The classifier plugin of this run (``--classifier name=...``)."""
+        return classifier_name(self.classifier)
+
+    @property
     def folder(self) -> str:
-        """The results folder under ``out``: the dataset's name, and ``--<classifier>``
-        for a classifier other than the default, so that the leaderboards of different
-        classifiers on one dataset live side by side (``results/esc50``,
-        ``results/esc50--cnn14``), each with its cells, manifests and report."""
-        name = str(self.classifier.get("name", DEFAULT_CLASSIFIER))
-        return self.dataset if name == DEFAULT_CLASSIFIER else f"{self.dataset}--{name}"
+        """The results folder under ``out`` (:func:`results_folder`)."""
+        return results_folder(self.dataset, self.classifier_name)
+
+
+def results_folder(dataset: str, classifier: str) -> str:
+    """The dataset's name, and ``--<classifier>`` for a classifier other than the
+    default, so that the leaderboards of different classifiers on one dataset live side
+    by side (``results/esc50``, ``results/esc50--cnn14``), each with its cells,
+    manifests and report."""
+    return dataset if classifier == DEFAULT_CLASSIFIER else f"{dataset}--{classifier}"
 
 
 def seed_everything(seed: int) -> None:
@@ -146,11 +157,9 @@ class FoldWorkspace:
         self.fold = fold
         self.config = config
         self.device = device
+        name = config.classifier_name
         if architecture is None:
-            from l2i_bench.registry import load_registry
-
-            name = str(classifier_settings(dataset, config).get("name", DEFAULT_CLASSIFIER))
-            architecture = load_registry().classifier(name)
+            architecture = classifier_plugin(name)
         self.architecture = architecture
         self.front_end = FrontEnd(device, architecture.features)  # the classifier's log-mel
         self.split = dataset.split(fold)
@@ -197,7 +206,6 @@ class FoldWorkspace:
         # count is another classifier, never reused in its place.
         threads = f"-cpu{torch.get_num_threads()}t" if device.type == "cpu" else ""
         settings = classifier_settings(dataset, config)
-        name = str(settings.get("name", DEFAULT_CLASSIFIER))
         named = "" if name == DEFAULT_CLASSIFIER else f"-{name}"
         self.classifier_key = (
             f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}{threads}{named}"
