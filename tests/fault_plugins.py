@@ -18,9 +18,30 @@ from l2i_bench.plugins.metrics.coverage import MaskCoverage
 from l2i_bench.plugins.metrics.lmac import LMac
 from l2i_bench.plugins.metrics.quality import ClassifierAccuracy
 from l2i_bench.registry import LOAD_PLUGINS_ENV, PluginInfo, load_registry
+from l2i_bench.runner import RunConfig
 from l2i_bench.types import Explainer, Explanation
 
 CLASSIFIER = {"epochs": 1, "width": 0.125}
+
+
+def tiny_config(synth_dir, out, cache, **overrides) -> RunConfig:
+    """A run of the tiny synth: fold 1, random and profile, one thread, quiet, no
+    listening files; ``overrides`` change any field."""
+    fields = dict(
+        dataset="synth-tiny",
+        explainers=["random", "profile"],
+        folds=["1"],
+        data_dir=synth_dir,
+        device="cpu",
+        out=out,
+        cache_dir=cache,
+        classifier=CLASSIFIER,
+        listen=0,
+        show_progress=False,
+        threads=1,
+    )
+    fields.update(overrides)
+    return RunConfig(**fields)
 
 
 class TinySynth(Synth):

@@ -9,6 +9,7 @@ from pathlib import Path
 import librosa
 import pytest
 import torch
+from fault_plugins import CLASSIFIER, tiny_config
 from fault_plugins import registry as fault_registry
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, mel_filterbank
@@ -17,7 +18,7 @@ from l2i_bench.errors import BenchError
 from l2i_bench.plugins.classifiers.cnn14 import Cnn14
 from l2i_bench.plugins.classifiers.kumar import KumarCNN
 from l2i_bench.randomise import cascade_levels
-from l2i_bench.runner import RunConfig, run_benchmark
+from l2i_bench.runner import run_benchmark
 from l2i_bench.types import FeatureSpec, Task
 
 # The public PANNs CNN14 (Kong et al. 2020, audioset_tagging_cnn's Cnn14 with
@@ -203,18 +204,12 @@ def test_a_narrow_cnn14_is_trained_explained_and_published_beside_kumar(synth_di
     threads = torch.get_num_threads()
     try:
         for classifier in ({"name": "kumar"}, {"name": "cnn14"}):
-            config = RunConfig(
-                dataset="synth-tiny",
+            config = tiny_config(
+                synth_dir,
+                out,
+                cache,
                 explainers=["random", "gradcam"],
-                folds=["1"],
-                data_dir=synth_dir,
-                device="cpu",
-                threads=1,
-                out=out,
-                cache_dir=cache,
-                classifier={**classifier, "epochs": 1, "width": 0.125},
-                listen=0,
-                show_progress=False,
+                classifier={**CLASSIFIER, **classifier},
             )
             summary = run_benchmark(config, registry)
             assert summary.failed == []

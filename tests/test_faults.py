@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fault_plugins import CLASSIFIER, FAULTY, registry
+from fault_plugins import FAULTY, registry, tiny_config
 
 from l2i_bench.cache import load_torch, remove_stale_temporaries, save_torch
 from l2i_bench.errors import BenchError
@@ -31,29 +31,11 @@ from l2i_bench.results import (
     check_one_configuration,
     write_json_atomic,
 )
-from l2i_bench.runner import RunConfig, run_benchmark
+from l2i_bench.runner import run_benchmark
 
 pytestmark = pytest.mark.faults
 DRIVER = Path(__file__).with_name("fault_driver.py")
 HERE = Path(__file__).resolve().parents[1]
-
-
-def _config(synth_dir, out, cache, **kw) -> RunConfig:
-    base = dict(
-        dataset="synth-tiny",
-        explainers=["random", "profile"],
-        folds=["1"],
-        data_dir=synth_dir,
-        device="cpu",
-        out=out,
-        cache_dir=cache,
-        classifier=CLASSIFIER,
-        listen=0,
-        show_progress=False,
-        threads=1,
-    )
-    base.update(kw)
-    return RunConfig(**base)
 
 
 def _drive(synth_dir, out, cache, *, failpoint: str | None = None, wait: bool = True):
@@ -102,7 +84,7 @@ def reference(synth_dir, tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("reference")
     threads = torch.get_num_threads()
     try:
-        run_benchmark(_config(synth_dir, root / "out", root / "cache"), registry())
+        run_benchmark(tiny_config(synth_dir, root / "out", root / "cache"), registry())
     finally:
         torch.set_num_threads(threads)
     return _board(root / "out")
@@ -142,9 +124,9 @@ def test_sigterm_at_every_stage_is_an_interruption_that_resumes(
     for stage in STAGES:
         monkeypatch.setenv(ENV, f"{stage}=TERM")
         with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
-            run_benchmark(_config(synth_dir, out, cache), registry())
+            run_benchmark(tiny_config(synth_dir, out, cache), registry())
     monkeypatch.delenv(ENV, raising=False)  # a failpoint clears itself once it fired
-    run_benchmark(_config(synth_dir, out, cache), registry())
+    run_benchmark(tiny_config(synth_dir, out, cache), registry())
     assert _board(out) == reference
     assert _leftovers(out, cache) == []
     statuses = _statuses(out)
@@ -189,7 +171,7 @@ def test_two_concurrent_runs_on_one_folder_give_one_result_and_two_manifests(
 
 def test_a_failing_or_hanging_plugin_costs_only_its_cell(synth_dir, tmp_path, shared_cache):
     names = [cls.name for cls in FAULTY]
-    config = _config(synth_dir, tmp_path / "out", shared_cache, cell_timeout=3.0)
+    config = tiny_config(synth_dir, tmp_path / "out", shared_cache, cell_timeout=3.0)
     config.explainers = [names[0], "random", *names[1:]]  # a failure first, then the rest
     summary = run_benchmark(config, registry())
     errors = {name: error for _, _, name, error in summary.failed}
@@ -231,7 +213,7 @@ def _entries(cache: Path) -> dict[str, Path]:
 
 def test_malicious_cache_entries_execute_nothing(synth_dir, tmp_path, reference, capfd):
     out, cache = tmp_path / "out", tmp_path / "cache"
-    run_benchmark(_config(synth_dir, out, cache), registry())
+    run_benchmark(tiny_config(synth_dir, out, cache), registry())
     marker = tmp_path / "payload-ran"
     entries = _entries(cache)
     torch.save({"state": Payload(marker)}, entries["explainer"])  # record kept: mismatch
@@ -239,7 +221,7 @@ def test_malicious_cache_entries_execute_nothing(synth_dir, tmp_path, reference,
     Path(str(entries["classifier"]) + ".integrity.json").unlink()  # no record: still refused
     np.save(entries["audio"], np.array([Payload(marker)], dtype=object), allow_pickle=True)
     capfd.readouterr()
-    run_benchmark(_config(synth_dir, out, cache, force=True), registry())
+    run_benchmark(tiny_config(synth_dir, out, cache, force=True), registry())
     warnings = capfd.readouterr().err
     assert not marker.exists()
     for path in entries.values():
@@ -266,7 +248,7 @@ def test_corrupted_cache_entries_are_detected_and_redone_identically(
     synth_dir, tmp_path, reference, capfd
 ):
     out, cache = tmp_path / "out", tmp_path / "cache"
-    first = run_benchmark(_config(synth_dir, out, cache), registry())
+    first = run_benchmark(tiny_config(synth_dir, out, cache), registry())
     entries = _entries(cache)
     payload = torch.load(entries["classifier"], weights_only=True)
     name = next(iter(payload["state_dict"]))
@@ -282,7 +264,7 @@ def test_corrupted_cache_entries_are_detected_and_redone_identically(
     gains = next(p for p in (cache / "audio").glob("*.gains.npy") if not p.name.startswith(noised))
     gains.write_bytes(gains.read_bytes()[: gains.stat().st_size // 2])  # truncated
     capfd.readouterr()
-    second = run_benchmark(_config(synth_dir, out, cache, force=True), registry())
+    second = run_benchmark(tiny_config(synth_dir, out, cache, force=True), registry())
     warnings = capfd.readouterr().err
     for path in (*entries.values(), gains):
         assert f"discarding cache entry {path}" in warnings, warnings
@@ -309,11 +291,11 @@ def test_an_entry_without_record_is_checked_before_it_is_adopted(tmp_path, capfd
 
 def test_a_run_under_other_settings_is_refused_before_any_work(synth_dir, tmp_path, shared_cache):
     out = tmp_path / "out"
-    run_benchmark(_config(synth_dir, out, shared_cache), registry())
+    run_benchmark(tiny_config(synth_dir, out, shared_cache), registry())
     runs_before = len(_statuses(out))
     with pytest.raises(BenchError, match=r"limit None \(this run: 2\)") as err:
         run_benchmark(
-            _config(synth_dir, out, shared_cache, explainers=["random"], limit=2), registry()
+            tiny_config(synth_dir, out, shared_cache, explainers=["random"], limit=2), registry()
         )
     assert "profile" in err.value.problem and "--explainers profile" in err.value.fix
     assert len(_statuses(out)) == runs_before  # refused before a manifest or a cell
@@ -336,11 +318,11 @@ def test_unwritable_out_is_refused_before_any_work(synth_dir, tmp_path):
     blocker.write_text("not a folder")
     cache = tmp_path / "cache"
     with pytest.raises(BenchError, match="cannot write in") as err:
-        run_benchmark(_config(synth_dir, blocker / "out", cache), registry())
+        run_benchmark(tiny_config(synth_dir, blocker / "out", cache), registry())
     assert "--out" in err.value.fix
     assert not (cache / "classifiers").exists()
     with pytest.raises(BenchError, match="cannot write in") as err:
-        run_benchmark(_config(synth_dir, tmp_path / "out", blocker / "cache"), registry())
+        run_benchmark(tiny_config(synth_dir, tmp_path / "out", blocker / "cache"), registry())
     assert "--cache-dir" in err.value.fix
     assert not (tmp_path / "out" / "synth-tiny" / "runs").exists()
 

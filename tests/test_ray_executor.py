@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fault_plugins import CLASSIFIER, registry
+from fault_plugins import registry, tiny_config
 
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import ENV, ONCE_ENV
@@ -37,21 +37,8 @@ LOCAL = RayOptions(cpus=1, local_cpus=2, retries=2)
 
 
 def _config(synth_dir, out, cache, **kw) -> RunConfig:
-    base = dict(
-        dataset="synth-tiny",
-        explainers=["random", "profile"],
-        folds=["1", "2"],
-        data_dir=synth_dir,
-        device="cpu",
-        out=out,
-        cache_dir=cache,
-        classifier=CLASSIFIER,
-        listen=1,
-        show_progress=False,
-        threads=1,
-    )
-    base.update(kw)
-    return RunConfig(**base)
+    """The tiny synth on folds 1 and 2, one listening example per cell."""
+    return tiny_config(synth_dir, out, cache, **{"folds": ["1", "2"], "listen": 1, **kw})
 
 
 def _values(out: Path, dataset: str) -> dict:
