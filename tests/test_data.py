@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -69,3 +70,62 @@ def test_condition_stems_still_sum_to_the_normalised_mixture(synth_dir, cache_di
         stems = ws.condition_stems[name]
         assert torch.allclose(mixture.abs().amax(dim=1), torch.ones(len(clips)), atol=1e-6)
         assert torch.allclose(stems["target"] + stems["interference"], mixture, atol=1e-5), name
+
+
+def _noisy_clips(tmp_path, count: int, seconds: float = 0.5) -> list[Clip]:
+    rng = np.random.default_rng(7)
+    clips = []
+    for i in range(count):
+        path = tmp_path / f"clip-{i}.wav"
+        wave = rng.standard_normal(int(seconds * SAMPLE_RATE)) * (0.05 + 0.1 * i)
+        sf.write(path, wave.astype(np.float32), SAMPLE_RATE, subtype="FLOAT")
+        clips.append(Clip(clip_id=path.stem, path=path, labels=(i % 2,)))
+    return clips
+
+
+def _all_batches(clip_set: ClipSet) -> list:
+    batches = list(clip_set.batches(3, shuffle=True, seed=4)) + [clip_set.batch([4, 0, 4])]
+    return [(b.spec, b.logmel, b.waveform) for b in batches]
+
+
+def test_cached_features_are_the_per_batch_features_bit_for_bit(tmp_path, monkeypatch):
+    """The feature cache must not move a number: in memory, memory-mapped from disk, and
+    when neither holds it, every batch (shuffled, any size, repeated rows) is what the
+    per-batch front end computes."""
+    from l2i_bench import data
+
+    clips = _noisy_clips(tmp_path, 7)
+    front_end = FrontEnd("cpu")
+
+    def clip_set(**kwargs) -> ClipSet:
+        return ClipSet.load(clips, 0.5, 2, front_end, cache_dir=tmp_path / "cache", **kwargs)
+
+    plain = clip_set()
+    plain.cache_features = False
+    expected = _all_batches(plain)
+    assert plain.feature_storage == "per batch"
+
+    in_memory = clip_set()
+    assert in_memory.feature_bytes() == 7 * (513 * 44 * 8 + 44 * 128 * 4)  # 44 frames
+    for got, want in zip(_all_batches(in_memory), expected, strict=True):
+        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+    assert in_memory.feature_storage == "memory"
+
+    monkeypatch.setattr(data, "FEATURE_MEMORY_BUDGET", 0)
+    on_disk = clip_set()
+    for got, want in zip(_all_batches(on_disk), expected, strict=True):
+        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+    assert on_disk.feature_storage == "disk"
+    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 2
+    # a later run maps the same entry instead of computing it again
+    monkeypatch.setattr(ClipSet, "_fill", lambda *a: pytest.fail("features recomputed"))
+    again = clip_set()
+    assert torch.equal(again.batch([2]).logmel, plain.batch([2]).logmel)
+    assert again.feature_storage == "disk"
+    assert torch.equal(again.batch([0, 4]).spec, on_disk.batch([0, 4]).spec)
+
+    monkeypatch.setattr(data, "FEATURE_DISK_MARGIN", 0.0)
+    (tmp_path / "cache" / "features").rename(tmp_path / "moved")
+    nowhere = clip_set()
+    assert torch.equal(nowhere.batch([4, 0, 4]).logmel, expected[-1][1])
+    assert nowhere.feature_storage == "per batch"

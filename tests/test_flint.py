@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from batch_sources import InMemory
 from explainer_contexts import explainer_context
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, log_ratio_to_linear_mask
@@ -26,7 +25,7 @@ from l2i_bench.plugins.explainers.flint import (
     attribute_relevance,
     output_fidelity_loss,
 )
-from l2i_bench.types import Clip, ExplainerContext, ExplainerDefaults, Task
+from l2i_bench.types import AudioBatch, Clip, ExplainerContext, ExplainerDefaults, Task
 
 TONES_HZ = (400.0, 1800.0, 7000.0)
 
@@ -57,7 +56,12 @@ def make_context(classifier, options: dict, seed: int = 5) -> ExplainerContext:
     return explainer_context(classifier, options, seed=seed, defaults=defaults)
 
 
-def trained_classifier(train: InMemory, task: Task) -> KumarCNN:
+def everything(clips: ClipSet) -> AudioBatch:
+    """Every clip of a split in one batch (its features are cached by the set)."""
+    return clips.batch(range(len(clips)))
+
+
+def trained_classifier(train: ClipSet, task: Task) -> KumarCNN:
     torch.manual_seed(0)
     model = KumarCNN(3, task, width=0.125)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -81,7 +85,7 @@ OPTIONS = {"attributes": 8, "hidden": 16, "epochs": 8, "batch_size": 12, "am_ste
 @pytest.fixture(scope="module")
 def fitted():
     fe = FrontEnd("cpu")
-    train, valid, test = (InMemory(tone_clips(n, s, fe)) for n, s in ((36, 0), (12, 1), (18, 2)))
+    train, valid, test = (tone_clips(n, s, fe) for n, s in ((36, 0), (12, 1), (18, 2)))
     clf = trained_classifier(train, Task.MULTICLASS)
     explainer = FlintExplainer(make_context(clf, OPTIONS))
     facts = explainer.fit(train, valid)
@@ -90,7 +94,7 @@ def fitted():
 
 def test_surrogate_agrees_with_the_classifier_on_held_out_clips(fitted) -> None:
     explainer, facts, test = fitted
-    batch = test.everything
+    batch = everything(test)
     with torch.no_grad():
         predicted = explainer.context.classifier(batch.logmel).argmax(-1)
     chance = torch.bincount(predicted, minlength=3).max().item() / len(predicted)
@@ -104,7 +108,7 @@ def test_surrogate_agrees_with_the_classifier_on_held_out_clips(fitted) -> None:
 
 def test_relevance_follows_flint_formula_and_peaks_at_one(fitted) -> None:
     explainer, _, test = fitted
-    batch = test.everything
+    batch = everything(test)
     classes = torch.arange(len(test)) % 3
     out = explainer.explain(batch, classes)
     with torch.no_grad():
@@ -124,7 +128,7 @@ def test_masks_lie_in_unit_interval_and_keep_everything_when_all_attributes_rele
     fitted,
 ) -> None:
     explainer, _, test = fitted
-    batch = test.everything.select(range(6))
+    batch = everything(test).select(range(6))
     classes = torch.zeros(6, dtype=torch.long)
     out = explainer.explain(batch, classes)
     assert out.mask.shape == batch.spec.shape
@@ -154,7 +158,7 @@ def test_log_ratio_mask_matches_the_log_domain_resynthesis() -> None:
 
 def test_activation_maximisation_raises_the_relevant_attributes(fitted) -> None:
     explainer, _, test = fitted
-    batch = test.everything.select(range(3))
+    batch = everything(test).select(range(3))
     ctx = make_context(explainer.context.classifier, {**OPTIONS, "am_steps": 8, "am_lr": 0.2})
     am = FlintExplainer(ctx)
     am.load_state_dict(explainer.state_dict())
@@ -176,7 +180,7 @@ def test_activation_maximisation_raises_the_relevant_attributes(fitted) -> None:
 
 def test_state_round_trips_and_mismatch_is_a_bench_error(fitted) -> None:
     explainer, _, test = fitted
-    batch = test.everything.select(range(4))
+    batch = everything(test).select(range(4))
     fresh = FlintExplainer(make_context(explainer.context.classifier, OPTIONS, seed=99))
     assert not torch.allclose(fresh.predict(batch), explainer.predict(batch))
     fresh.load_state_dict(explainer.state_dict())
@@ -205,22 +209,22 @@ def test_multilabel_trains_with_soft_bce_and_explains() -> None:
     assert got.item() == pytest.approx(soft_ce, rel=1e-6)
 
     fe = FrontEnd("cpu")
-    train, valid = InMemory(tone_clips(12, 3, fe, True)), InMemory(tone_clips(6, 4, fe, True))
+    train, valid = tone_clips(12, 3, fe, True), tone_clips(6, 4, fe, True)
     torch.manual_seed(1)
     clf = KumarCNN(3, Task.MULTILABEL, width=0.125).eval().requires_grad_(False)
     explainer = FlintExplainer(make_context(clf, {**OPTIONS, "epochs": 1}))
     facts = explainer.fit(train, valid)
     assert facts["epochs"] == 1 and facts["best_epoch"] == 1
     # multilabel selection: agreement on the most confident class, recomputed here
-    everything = valid.everything
+    all_valid = everything(valid)
     with torch.no_grad():
-        logits, taps = clf.forward_with_taps(everything.logmel)
+        logits, taps = clf.forward_with_taps(all_valid.logmel)
         phi = explainer.phi(taps)
     surrogate = phi @ explainer.head.weight.T  # bias-free linear head, by hand
     agreement = (surrogate.argmax(-1) == logits.argmax(-1)).double().mean().item()
     assert facts["valid_top1_agreement"] == pytest.approx(agreement, abs=1e-12)
 
-    batch = everything.select([0, 0, 1])
+    batch = all_valid.select([0, 0, 1])
     classes = torch.tensor([0, 1, 2])
     out = explainer.explain(batch, classes)
     rows = torch.tensor([0, 0, 1])

@@ -132,3 +132,39 @@ def test_floor_baseline_fills_removed_bins_with_the_bands_tenth_percentile():
 def test_unknown_baseline_is_an_error_naming_the_choices():
     with pytest.raises(ValueError, match="silence"):
         perturb.remove(_spec([[1.0, 2.0]]), torch.ones(1, 1, 2), "linear", "noise")
+
+
+def test_spectra_reuse_gives_the_operators_values_and_bool_masks_skip_the_arithmetic():
+    """``Spectra`` is what metrics perturb many times: its keep/remove are the module
+    operators' values, and a ``bool`` mask towards silence multiplies the STFT by the
+    mask itself, bit for bit what the general linear gain gives for a 0/1 float mask."""
+    gen = torch.Generator().manual_seed(3)
+    mag = torch.rand(3, 17, 11, generator=gen) * 20
+    mag[0, 0, :4] = 0.0  # silent bins: gain 0 either way
+    spec = torch.polar(mag, torch.rand(3, 17, 11, generator=gen) * 6)
+    soft = torch.rand(3, 17, 11, generator=gen)
+    binary = soft > 0.5
+    spectra = perturb.Spectra(spec)
+    for baseline in perturb.BASELINES:
+        for domain in ("linear", "log1p"):
+            assert torch.equal(
+                spectra.keep(soft, domain, baseline), perturb.keep(spec, soft, domain, baseline)
+            )
+            assert torch.equal(
+                spectra.remove(soft, domain, baseline), perturb.remove(spec, soft, domain, baseline)
+            )
+        for op in ("keep", "remove"):
+            fast = getattr(spectra, op)(binary, "log1p", baseline)
+            general = getattr(perturb, op)(spec, binary.float(), "linear", baseline)
+            assert torch.equal(fast, general), (op, baseline)
+    # the bool path towards silence really is the mask: kept bins whole, others zero
+    kept = spectra.keep(binary, "linear")
+    assert torch.equal(kept, torch.where(binary, spec, torch.zeros_like(spec)))
+    # coverage and remaining share accept the reused rows
+    assert torch.equal(
+        perturb.coverage(spectra, soft, "log1p"), perturb.coverage(spec, soft, "log1p")
+    )
+    assert torch.equal(
+        perturb.remaining_share(spectra, soft, "linear"),
+        perturb.remaining_share(spec, soft, "linear"),
+    )

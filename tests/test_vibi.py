@@ -14,7 +14,6 @@ import librosa
 import numpy as np
 import pytest
 import torch
-from batch_sources import InMemory
 from explainer_contexts import explainer_context
 from scipy import stats
 from torch import nn
@@ -236,7 +235,7 @@ def region_setup():
     assert (decided == truth).float().mean() > 0.9  # the fixture's classifier works
     ctx = make_context(clf, {"k": 4, "epochs": 20, "lr": 1e-2, "hidden": 4, "batch_size": 8})
     explainer = VibiExplainer(ctx)
-    facts = explainer.fit(InMemory(train), InMemory(valid))
+    facts = explainer.fit(train, valid)
     return explainer, facts, test
 
 

@@ -138,6 +138,34 @@ def row_sets(evaluation: Evaluation, *, conditions: bool = True) -> Iterator[Row
         )
 
 
+def chunks(rows: torch.Tensor, source: torch.Tensor, device: torch.device):
+    """``(slice, Spectra)`` per :data:`CHUNK` rows: the rows' STFTs on the device, with
+    their magnitudes and baselines computed once for every perturbation of the chunk."""
+    for start in range(0, len(rows), CHUNK):
+        sel = slice(start, start + CHUNK)
+        yield sel, perturb.Spectra(source[rows[sel].long().cpu()].to(device))
+
+
+def perturbed_logits(
+    evaluation: Evaluation,
+    spectra: perturb.Spectra,
+    masks: torch.Tensor,
+    *,
+    domain: MaskDomain | str = MaskDomain.LINEAR,
+    remove: bool = False,
+    baseline: str = perturb.SILENCE,
+) -> torch.Tensor:
+    """Classifier logits ``(R, C)`` (CPU float32) on the rows of ``spectra`` with
+    ``masks`` kept (or removed) by the operator of ``domain`` towards ``baseline``,
+    resynthesised and re-featurised."""
+    length = evaluation.test.waveform.shape[-1]
+    with torch.no_grad():
+        logmel = evaluation.front_end.logmel_of_masked(
+            spectra, masks, length, domain, remove=remove, baseline=baseline
+        )
+    return evaluation.classifier_logits_of(logmel)
+
+
 def masked_logits(
     evaluation: Evaluation,
     masks: torch.Tensor,
@@ -155,22 +183,20 @@ def masked_logits(
     ``spec`` defaults to the test batch's STFT (all sets share the clip length).
     """
     source = evaluation.test.spec if spec is None else spec
-    length = evaluation.test.waveform.shape[-1]
-    outs = []
-    starts = range(0, len(rows), CHUNK)
     show = evaluation.show_progress and bool(desc) and len(rows) > 4 * CHUNK
-    for start in tqdm(starts, desc=desc, unit="batch", disable=not show, leave=False):
-        idx = rows[start : start + CHUNK].long().cpu()
-        with torch.no_grad():
-            logmel = evaluation.front_end.logmel_of_masked(
-                source[idx],
-                masks[start : start + CHUNK],
-                length,
-                domain,
-                remove=remove,
-                baseline=baseline,
-            )
-        outs.append(evaluation.classifier_logits_of(logmel, batch_size=CHUNK))
+    outs = [
+        perturbed_logits(
+            evaluation, spectra, masks[sel], domain=domain, remove=remove, baseline=baseline
+        )
+        for sel, spectra in tqdm(
+            chunks(rows, source, evaluation.device),
+            total=-(-len(rows) // CHUNK),
+            desc=desc,
+            unit="batch",
+            disable=not show,
+            leave=False,
+        )
+    ]
     if not outs:
         return torch.empty(0, len(evaluation.class_names))
     return torch.cat(outs)

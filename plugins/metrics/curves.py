@@ -37,18 +37,23 @@ FRACTIONS: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0
 def step_masks(
     ranks: torch.Tensor, shape: torch.Size, fraction: float, insert: bool
 ) -> torch.Tensor:
-    """Binary masks ``shape`` keeping (``insert``) or removing the top ``fraction`` of
-    bins by rank."""
+    """Binary masks ``shape`` (``bool``) keeping (``insert``) or removing the top
+    ``fraction`` of bins by rank."""
     top = ranks < round(fraction * ranks.shape[1])
     keep = top if insert else ~top
-    return keep.float().view(shape)
+    return keep.view(shape)
 
 
 def explained_curves(
     evaluation: Evaluation, rowset: _common.RowSet | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Deletion and insertion probability curves ``(R, len(FRACTIONS))`` of every row
-    of a set (default: the test set's explained rows)."""
+    of a set (default: the test set's explained rows).
+
+    Each chunk of rows is taken to the device once, with its magnitudes
+    (:class:`l2i_bench.perturb.Spectra`), and all 14 steps perturb it there: the step
+    masks are binary, so a step is one multiplication of the complex STFT by the mask
+    before the resynthesis."""
     if rowset is None:
         rowset = next(_common.row_sets(evaluation, conditions=False))
     rows_total = len(rowset)
@@ -63,24 +68,22 @@ def explained_curves(
     gen = evaluation.generator(
         "deletion_insertion" if rowset.name == "test" else f"deletion_insertion/{rowset.name}"
     )
-    chunk = _common.CHUNK
-    starts = range(0, rows_total, chunk)
-    for start in tqdm(
-        starts,
+    for sel, spectra in tqdm(
+        _common.chunks(rowset.rows, rowset.source, evaluation.device),
+        total=-(-rows_total // _common.CHUNK),
         desc="deletion/insertion",
-        disable=rows_total <= chunk or not evaluation.show_progress,
+        disable=rows_total <= _common.CHUNK or not evaluation.show_progress,
         leave=False,
     ):
-        mask = rowset.mask[start : start + chunk]
-        rows = rowset.rows[start : start + chunk]
-        classes = rowset.classes[start : start + chunk]
+        mask = rowset.mask[sel]
+        classes = rowset.classes[sel]
         ranks = scores.relevance_ranks(mask, gen)
         for step in range(1, last):
             for insert, curve in ((False, deletion), (True, insertion)):
                 masks = step_masks(ranks, mask.shape, FRACTIONS[step], insert)
-                logits = _common.masked_logits(evaluation, masks, rows, spec=rowset.source)
+                logits = _common.perturbed_logits(evaluation, spectra, masks)
                 probs = _common.probabilities(evaluation, logits)
-                curve[start : start + chunk, step] = _common.explained(probs, classes).numpy()
+                curve[sel, step] = _common.explained(probs, classes).numpy()
     return deletion, insertion
 
 

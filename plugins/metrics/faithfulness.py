@@ -35,6 +35,9 @@ row for the metric validity check, :mod:`plugins.metrics._common`).
 
 from __future__ import annotations
 
+import torch
+from tqdm.auto import tqdm
+
 from l2i_bench import perturb
 from l2i_bench.types import Column, Direction, Evaluation, Metric, RowValues
 
@@ -115,21 +118,37 @@ class Faithfulness(Metric):
     def _on(self, evaluation: Evaluation, rowset: _common.RowSet) -> dict[str, RowValues]:
         p_orig = _common.explained(_common.probabilities(evaluation, rowset.logits), rowset.classes)
         f_orig = _common.explained(rowset.logits, rowset.classes)
-        specs = rowset.specs()
-        removed_share = 1.0 - perturb.remaining_share(specs, rowset.mask, rowset.mask_domain)
         gen = evaluation.generator(f"faithfulness/{rowset.name}")
         floor, silence = perturb.FLOOR, perturb.SILENCE
-        controls = {
-            "ff": (None, None, floor),
-            "ff_silence": (None, None, silence),
-            "ff_random": (perturb.matched_random_masks(specs, removed_share, gen), "linear", floor),
-            "ff_loudest": (perturb.loudest_masks(specs, removed_share), "linear", floor),
-        }
+        parts: dict[str, list[torch.Tensor]] = {}
+        # per chunk of rows, the four removals share the rows' magnitudes and noise floor
+        for sel, spectra in tqdm(
+            _common.chunks(rowset.rows, rowset.source, evaluation.device),
+            total=-(-len(rowset) // _common.CHUNK),
+            desc=f"faithfulness {rowset.name}",
+            disable=len(rowset) <= _common.CHUNK or not evaluation.show_progress,
+            leave=False,
+        ):
+            mask = rowset.mask[sel]
+            removed_share = 1.0 - perturb.remaining_share(spectra, mask, rowset.mask_domain)
+            controls = {
+                "ff": (mask, rowset.mask_domain, floor),
+                "ff_silence": (mask, rowset.mask_domain, silence),
+                "ff_random": (
+                    perturb.matched_random_masks(spectra, removed_share, gen),
+                    "linear",
+                    floor,
+                ),
+                "ff_loudest": (perturb.loudest_masks(spectra, removed_share), "linear", floor),
+            }
+            for prefix, (masks, domain, baseline) in controls.items():
+                logits = _common.perturbed_logits(
+                    evaluation, spectra, masks, domain=domain, remove=True, baseline=baseline
+                )
+                parts.setdefault(prefix, []).append(logits)
         p_drop, f_drop = {}, {}
-        for prefix, (mask, domain, baseline) in controls.items():
-            logits = _common.set_logits(
-                evaluation, rowset, mask, domain=domain, remove=True, baseline=baseline, desc=prefix
-            )
+        for prefix, chunks in parts.items():
+            logits = torch.cat(chunks)
             p = _common.explained(_common.probabilities(evaluation, logits), rowset.classes)
             p_drop[prefix] = p_orig - p
             f_drop[prefix] = f_orig - _common.explained(logits, rowset.classes)
