@@ -561,6 +561,9 @@ class Explainer(ABC):
     """A named group ``--explainers`` can ask for, e.g. ``paper`` (the methods the L2I
     paper compares) or ``attribution`` (the gradient family); empty for none. A group
     always comes with the reference rows."""
+    groups: ClassVar[frozenset[str]] = frozenset()
+    """Further named groups it belongs to beside its family, e.g. ``quick``: the
+    README's main command, a few cheap contenders that fit its time budget."""
     needs_stems: ClassVar[bool] = False
     """Reads ``AudioBatch.stems`` (ground truth): runs only on datasets with stems."""
     needs_training: ClassVar[bool] = False
