@@ -41,6 +41,7 @@ Cost: elementwise on ``(R, F, T)``; the matched random masks sort ``F x T`` keys
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from l2i_bench.types import MaskDomain
@@ -259,8 +260,19 @@ def patch_order(shape: torch.Size | tuple[int, ...], generator: torch.Generator)
         n_patches = int(patch.max()) + 1
         patch_rank = torch.randperm(n_patches, generator=generator)[patch]
         within = torch.rand(freqs * frames, generator=generator)
-        out[r] = torch.argsort(patch_rank.double() + within.double())
+        out[r] = _argsort(patch_rank.double() + within.double())
     return out
+
+
+def _argsort(keys: torch.Tensor) -> torch.Tensor:
+    """Ascending order of a 1-D or row-wise 2-D CPU tensor, by numpy: 4x faster than
+    ``torch.argsort`` on these float64 keys here (9 vs 37 ms for one 5 s clip's bins).
+    Distinct keys give the same order as any sort; where keys tie, the order between
+    the tied bins is the sort's own. Here that is harmless: in :func:`loudest_masks` tied
+    bins hold the same energy, and in :func:`patch_order` a tie (two equal ``within``
+    draws in one patch, about once per 5 s clip) matters only if the grown mask stops
+    exactly between the two bins."""
+    return torch.from_numpy(np.argsort(keys.numpy(), axis=-1))
 
 
 def _row_power(spec: torch.Tensor | Spectra) -> torch.Tensor:
@@ -304,5 +316,5 @@ def matched_random_masks(
 def loudest_masks(spec: torch.Tensor | Spectra, target_share: torch.Tensor) -> torch.Tensor:
     """Binary masks of each row's loudest bins keeping ``target_share`` of its energy:
     the naive "it is where the sound is" explanation, at any coverage."""
-    order = torch.argsort(_row_power(spec), dim=1, descending=True)
+    order = _argsort(-_row_power(spec))
     return grow_mask(spec, order, target_share)
