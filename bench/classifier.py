@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from l2i_bench.audio import FRONT_END_VERSION
 from l2i_bench.cache import discard, entry_lock, file_digest, load_torch, save_torch
 from l2i_bench.data import ClipSet
-from l2i_bench.errors import BenchError
+from l2i_bench.errors import BenchError, did_you_mean
 from l2i_bench.failpoints import failpoint
 from l2i_bench.types import Classifier, Task
 
@@ -157,6 +157,78 @@ class ClassifierConfig:
                     f"but the dataset has {num_classes} classes",
                     "give one positive weight per class",
                 )
+
+
+@dataclass(frozen=True)
+class ClassifierPreset:
+    """A named set of ``--classifier`` settings (``--classifier preset=NAME``)."""
+
+    name: str
+    settings: Mapping[str, Any]
+    """What the preset writes out; the dataset's defaults fill the rest."""
+    description: str
+
+
+CLASSIFIER_PRESETS: dict[str, ClassifierPreset] = {
+    p.name: p
+    for p in (
+        ClassifierPreset(
+            "default",
+            {},
+            "the dataset's own settings, what a run uses without --classifier "
+            "(ESC-50: width 0.5, up to 60 epochs; synth: width 0.25, up to 30)",
+        ),
+        ClassifierPreset(
+            "fast",
+            {"width": 0.25, "epochs": 30},
+            "narrow and short-trained: the published ESC-50 board's classifier "
+            "(about 6.5 min on ESC-50 fold 4 on one CPU thread)",
+        ),
+        ClassifierPreset(
+            "paper",
+            {"width": 1.0},
+            "the L2I paper's full-width network (4.7 M parameters), the dataset's epochs",
+        ),
+    )
+}
+"""Presets a user can name instead of writing the settings out. A preset only expands
+into settings (:func:`expand_preset`), so its classifier and cache key are those of the
+same settings written out, and a checkpoint made either way serves both."""
+
+
+def expand_preset(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"preset": "fast", "epochs": 10}`` -> ``{"width": 0.25, "epochs": 10}``: the
+    preset's settings under the explicit ones, which win whatever their order on the
+    command line. Settings without a preset are returned as they are."""
+    out = dict(settings)
+    name = out.pop("preset", None)
+    if name is None:
+        return out
+    preset = CLASSIFIER_PRESETS.get(str(name))
+    if preset is None:
+        raise BenchError(
+            f"unknown classifier preset {name!r}{did_you_mean(str(name), list(CLASSIFIER_PRESETS))}",
+            f"use --classifier preset=NAME with NAME one of {', '.join(CLASSIFIER_PRESETS)} "
+            "(`l2i-bench plugins` lists what each sets)",
+        )
+    return {**preset.settings, **out}
+
+
+def preset_text(preset: ClassifierPreset) -> str:
+    """``width=0.25 epochs=30`` (or ``(none)``): a preset's settings as typed."""
+    return " ".join(f"{k}={setting_text(v)}" for k, v in preset.settings.items()) or "(none)"
+
+
+def setting_text(value: Any) -> str:
+    """A setting's value as ``--classifier KEY=VALUE`` takes it back (``0.25``, ``1``,
+    ``true``, ``1,3,3``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ",".join(setting_text(v) for v in value)
+    return str(value)
 
 
 @dataclass
@@ -534,6 +606,23 @@ def _train(
     return model, history, best_epoch, extra
 
 
+def checkpoint_path(
+    cache_dir: Path, cache_key: str, config: ClassifierConfig, task: Task, num_classes: int
+) -> Path:
+    """Where the checkpoint of this data (``cache_key``) and config lives, whether or not
+    it exists yet: ``cache_dir/classifiers/{cache_key}-{hash}.pt``. Computed without
+    training, so ``explain`` can say beforehand whether it will train."""
+    safe_key = safe_cache_key(cache_key)
+    return (
+        Path(cache_dir) / "classifiers" / f"{safe_key}-{config_hash(config, task, num_classes)}.pt"
+    )
+
+
+def safe_cache_key(cache_key: str) -> str:
+    """``cache_key`` as it appears in a checkpoint's file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", cache_key)
+
+
 def train_or_load_classifier(
     train: ClipSet,
     valid: ClipSet,
@@ -585,10 +674,7 @@ def train_or_load_classifier(
             f"the classifier needs at least 2 training clips, got {len(train)}",
             "check the dataset's split() and the data folder",
         )
-    safe_key = re.sub(r"[^A-Za-z0-9_.-]+", "_", cache_key)
-    path = (
-        Path(cache_dir) / "classifiers" / f"{safe_key}-{config_hash(config, task, num_classes)}.pt"
-    )
+    path = checkpoint_path(cache_dir, cache_key, config, task, num_classes)
 
     with entry_lock(path, message=f"waiting for another run training the classifier {path}"):
         return _load_or_train(

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,7 +38,11 @@ def _parse_options(items: Sequence[str]) -> dict[str, dict[str, str]]:
 
 
 def _parse_classifier(items: Sequence[str]) -> dict[str, float | int | str]:
-    """``--classifier width=0.5`` -> ``{"width": 0.5}`` (numbers parsed)."""
+    """``--classifier width=0.5`` -> ``{"width": 0.5}`` (numbers parsed);
+    ``preset=NAME`` expands into its settings, under the explicit ones, so the run
+    records (and keys its cache by) the settings themselves."""
+    from l2i_bench.classifier import expand_preset
+
     parsed: dict[str, float | int | str] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -54,7 +59,7 @@ def _parse_classifier(items: Sequence[str]) -> dict[str, float | int | str]:
                 continue
         else:
             parsed[key] = value
-    return parsed
+    return expand_preset(parsed)
 
 
 def _int_at_least(minimum: int, what: str):
@@ -173,6 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise BenchError("--ray-address given without --executor ray", "add --executor ray")
     try:
         summary = run_benchmark(config, registry, ray_options)
+        returned = time.perf_counter()
     except KeyboardInterrupt:
         print(
             "\ninterrupted: finished cells are kept and published; run the same command "
@@ -201,12 +207,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"leaderboard: {summary.leaderboard}\nlong results: {summary.results}\n"
         f"manifest:    {summary.manifest}"
     )
+    from l2i_bench.profiling import profile_table, record_report
     from l2i_bench.report import build_report, read_board, terminal_table
 
     print("\n" + terminal_table(read_board(summary.leaderboard)))
     if not args.no_report:
+        started = time.perf_counter()
         index = build_report(summary.leaderboard.parent, registry=registry)
+        manifest = record_report(summary.manifest, time.perf_counter() - started, returned)
         print(f"\nreport:      {index}  (open it in a browser; all columns and audio there)")
+    else:
+        manifest = json.loads(summary.manifest.read_text())
+    if args.profile:
+        print("\n" + profile_table(manifest["profile"]))
     return 1 if summary.failed else 0
 
 
@@ -241,6 +254,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(
             f"{e['kind']:<10} {e['name']:<{width}}  {e['group']:<{groups}}  {e['distribution']} "
             f"{e['distribution_version']}  ({e['plugin']})  {e['description']}{taps}"
+        )
+    from l2i_bench.classifier import CLASSIFIER_PRESETS, preset_text
+
+    for preset in CLASSIFIER_PRESETS.values():
+        print(
+            f"{'preset':<10} {preset.name:<{width}}  {'':<{groups}}  --classifier "
+            f"preset={preset.name}: {preset_text(preset)}; {preset.description}"
         )
     return 0
 
@@ -340,6 +360,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         options=_parse_options(args.option),
         classifier=_parse_classifier(args.classifier),
+        threads=args.threads,
         show_progress=not args.quiet,
     )
     result = explain_file(request, registry)
@@ -350,6 +371,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
+    from l2i_bench.classifier import CLASSIFIER_PRESETS, preset_text
+
     parser.add_argument("--dataset", required=True, help="dataset plugin name (see `plugins`)")
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="data folder (default: datasets/NAME)"
@@ -382,7 +405,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="classifier overrides: width, epochs, lr, patience, pretrained",
+        help="classifier settings, repeatable: name, width, epochs, lr, patience, "
+        "pretrained, or preset=NAME ("
+        + "; ".join(f"{p.name}: {preset_text(p)}" for p in CLASSIFIER_PRESETS.values())
+        + "; keys given beside a preset override it)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -446,6 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SECONDS",
         help="fail a cell that runs longer than this (default: no limit); the others go on",
+    )
+    run.add_argument(
+        "--profile",
+        action="store_true",
+        help="print the seconds of each stage (audio, classifier, fit, explain, each "
+        "metric, publishing, report) at the end; the manifest keeps them always",
     )
     run.add_argument(
         "--no-report",
@@ -573,6 +605,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("explanations"),
         help="folder for the interpretation's audio and picture (default: explanations/)",
+    )
+    explain.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch CPU threads (default: the cores torch sees); part of the classifier's "
+        "key on a CPU, so give the --threads of the run whose classifier you want reused",
     )
     _common(explain)
     explain.set_defaults(func=cmd_explain)

@@ -9,9 +9,11 @@ decided and with what probability, which class was explained, and whether the fi
 one the classifier was trained on (its score then says little) are printed and kept in
 the JSON beside the audio and the figure.
 
-Cost: the first call per fold trains the classifier and fits the explainer (minutes on
-synth, about an hour on ESC-50 on a 2-core CPU; see the README); later calls reuse them
-and take seconds.
+Cost: the first call per fold trains the classifier and fits the explainer; what it
+will train, and how long that should take on this device, is said before it starts
+(:mod:`l2i_bench.preflight`), with the cached classifiers of other settings it could
+reuse instead and ``--classifier preset=fast`` as the quick choice. Later calls reuse
+both and take seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +33,14 @@ import torch
 from l2i_bench import perturb
 from l2i_bench.audio import SAMPLE_RATE, fit_length, read_audio, write_audio
 from l2i_bench.cache import file_digest
-from l2i_bench.classifier import classifier_name
+from l2i_bench.classifier import classifier_name, expand_preset
 from l2i_bench.data import ClipSet
+from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
 from l2i_bench.options import check_options
+from l2i_bench.preflight import classifier_lines, explainer_line, training_lines
 from l2i_bench.registry import Registry
-from l2i_bench.timing import resolve_device
+from l2i_bench.timing import resolve_device, stopwatch
 from l2i_bench.types import Clip, Task
 from l2i_bench.workspace import FoldWorkspace, RunConfig
 
@@ -53,7 +59,13 @@ class ExplainRequest:
     cache_dir: Path = Path(".cache")
     options: dict[str, dict[str, str]] = field(default_factory=dict)
     classifier: dict[str, Any] = field(default_factory=dict)
+    """``--classifier`` settings; ``preset=NAME`` expands (:func:`expand_preset`)."""
+    threads: int | None = None
+    """Torch CPU threads; part of the classifier's key on a CPU (as for a run)."""
     show_progress: bool = True
+    say: Callable[[str], None] | None = None
+    """Where the up-front lines go (what is loaded or trained, the estimates); None:
+    standard error."""
 
 
 @dataclass
@@ -64,11 +76,14 @@ class ExplainResult:
 
 
 def explain_file(request: ExplainRequest, registry: Registry) -> ExplainResult:
-    """Write the interpretation audio, a figure and a JSON; return them with a summary."""
+    """Write the interpretation audio, a figure and a JSON; return them with a summary.
+    What will be loaded or trained, and how long training should take here, is said
+    first (:mod:`l2i_bench.preflight`), while the user can still stop and choose."""
+    started = time.perf_counter()
     explainer_cls = registry.explainer(request.explainer)
     dataset_cls = registry.dataset(request.dataset)
     # an unknown name is refused before any work
-    architecture = registry.classifier(classifier_name(request.classifier))
+    architecture = registry.classifier(classifier_name(expand_preset(request.classifier)))
     check_options(
         request.options,
         [explainer_cls],
@@ -92,6 +107,7 @@ def explain_file(request: ExplainRequest, registry: Registry) -> ExplainResult:
             f"{request.audio} is silent over its loudest {dataset.clip_seconds:g} s",
             "explain a file with sound in it",
         )
+    apply_determinism(request.threads)  # as a run does: the same classifier key
     device = resolve_device(request.device)
     config = RunConfig(
         dataset=dataset.name,
@@ -99,21 +115,27 @@ def explain_file(request: ExplainRequest, registry: Registry) -> ExplainResult:
         data_dir=request.data_dir,
         device=request.device,
         seed=request.seed,
+        threads=request.threads,
         cache_dir=request.cache_dir,
         options=request.options,
-        classifier=request.classifier,
+        classifier=expand_preset(request.classifier),
         limit=1,
         show_progress=request.show_progress,
     )
-    print(
-        f"explain: {dataset.name} fold {fold}'s classifier and {explainer_cls.name}"
-        + (" fitted on its training split" if explainer_cls.needs_training else "")
-        + f" come from {request.cache_dir} when a run made them; otherwise they are "
-        "trained now (on a 2-core CPU: minutes for synth, about an hour for ESC-50)",
-        file=sys.stderr,
-    )
-    ws = FoldWorkspace(dataset, fold, config, device, architecture)
-    explainer, _, _ = ws.fitted_explainer(explainer_cls)
+    say = request.say or _to_stderr
+    for line in classifier_lines(dataset, fold, config, device, architecture.trainable):
+        say(line)
+
+    def before_training(ws: FoldWorkspace) -> None:
+        for line in training_lines(ws):
+            say(line)
+
+    ws = FoldWorkspace(dataset, fold, config, device, architecture, before_training)
+    line = explainer_line(ws, explainer_cls)
+    if line is not None:
+        say(line)
+    with stopwatch(device) as fitting:
+        explainer, _, _ = ws.fitted_explainer(explainer_cls)
     seen = training_clip(request.audio, ws.split)
 
     clip = Clip(clip_id=request.audio.stem, path=request.audio, labels=())
@@ -123,7 +145,8 @@ def explain_file(request: ExplainRequest, registry: Registry) -> ExplainResult:
         logits = ws.model(batch.logmel).float()
     probs = ws.model.probabilities(logits)[0].cpu()
     target = _target_class(request.class_name, dataset.class_names, probs, dataset.task)
-    explanation = explainer.explain(batch, torch.tensor([target], device=device))
+    with stopwatch(device) as explaining:
+        explanation = explainer.explain(batch, torch.tensor([target], device=device))
     interpretation = explanation.waveform
     if interpretation is None:
         interpretation = ws.front_end.apply_mask(
@@ -175,11 +198,23 @@ def explain_file(request: ExplainRequest, registry: Registry) -> ExplainResult:
         "interpretation_audio": str(wav_path),
         "figure": str(fig_path),
         "extra_audio": extra_audio,
+        "seconds": {
+            "audio": round(ws.profile["audio"], 3),
+            "classifier": round(ws.profile["classifier"], 3),
+            "classifier_reused": ws.classifier.reused,
+            "fit": round(fitting[0], 3),
+            "explain": round(explaining[0], 3),
+            "total": round(time.perf_counter() - started, 3),
+        },
     }
     json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(record, indent=2))
     paths = [wav_path, *map(Path, extra_audio.values()), fig_path, json_path]
     return ExplainResult(paths, summary_lines(record, dataset.task), record)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def summary_lines(record: dict[str, Any], task: Task) -> list[str]:

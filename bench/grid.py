@@ -1,5 +1,6 @@
-"""The driver's side of a grid run, shared by every executor: the manifest, the tallies,
-the progress bar, the cell files and the publication at the end.
+"""The driver's side of a grid run, shared by every executor: the manifest (with the
+stage profile the executors report), the tallies, the progress bar, the cell files and
+the publication at the end.
 
 An executor decides *where* a fold's classifier is trained and a cell is computed: in
 this process, one after the other (:mod:`l2i_bench.runner`), or as tasks on Ray workers
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import failpoint
+from l2i_bench.profiling import cell_profile, fold_profile, new_profile, rounded
 from l2i_bench.provenance import environment
 from l2i_bench.registry import Registry
 from l2i_bench.results import (
@@ -97,6 +99,9 @@ class FoldFacts:
     has_stems: bool
     options: dict[str, dict[str, str]]
     node: str
+    profile: dict[str, Any] = field(default_factory=dict)
+    """Seconds of the fold's stages (:attr:`FoldWorkspace.profile`) and ``total``: the
+    workspace's making, for the manifest's profile."""
 
 
 def this_node() -> str:
@@ -105,8 +110,12 @@ def this_node() -> str:
 
 
 def fold_facts(
-    ws: FoldWorkspace, explainers: Sequence[type[Explainer]], node: str | None = None
+    ws: FoldWorkspace,
+    explainers: Sequence[type[Explainer]],
+    node: str | None = None,
+    seconds: float | None = None,
 ) -> FoldFacts:
+    """What the driver records of a ready fold; ``seconds``: the workspace's making."""
     options = {cls.name: ws.options_for(cls.name) for cls in explainers}
     return FoldFacts(
         fold=ws.fold,
@@ -136,6 +145,7 @@ def fold_facts(
         has_stems=ws.has_stems,
         options=options,
         node=node or this_node(),
+        profile=fold_profile(ws.profile, seconds),
     )
 
 
@@ -228,6 +238,7 @@ class GridLedger:
             "classifier": {},
             "cells": {"computed": [], "skipped": [], "failed": []},
             "nodes": {},
+            "profile": new_profile(executor["name"]),
         }
         self.computed: list[tuple[str, str]] = []
         self.skipped: list[tuple[str, str]] = []
@@ -235,6 +246,7 @@ class GridLedger:
         self.quality: dict[str, dict[str, float]] = {}
         self.results_path = self.out / self.folder / "results.csv"
         self.board_path = self.out / self.folder / "leaderboard.csv"
+        self.manifest["profile"]["run"]["setup"] = round(time.perf_counter() - plan.started, 3)
         self._save()  # a killed run still leaves its record
         self.bar = tqdm(
             total=len(seeds) * len(plan.folds) * len(plan.explainers),
@@ -254,6 +266,7 @@ class GridLedger:
         self.quality[key] = facts.quality
         self.manifest["dataset"]["folds"][facts.fold] = facts.split
         self.manifest["classifier"][key] = {**facts.classifier, "node": facts.node}
+        self.manifest["profile"]["folds"][key] = rounded({**facts.profile, "node": facts.node})
         self._save()
         parts = ", ".join(f"{k} {v:.3f}" for k, v in facts.quality.items())
         tqdm.write(
@@ -289,8 +302,11 @@ class GridLedger:
         seconds: float,
         node: str,
         listening: Mapping[str, bytes] | None = None,
+        profile: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write a finished cell (and the listening files a remote worker returned)."""
+        """Write a finished cell (and the listening files a remote worker returned);
+        ``profile``: its stages' seconds (:func:`~l2i_bench.runner.run_cell`), kept in
+        the manifest's profile with ``seconds`` as the cell's total."""
         fold, seed, name = cell.fold, int(cell.seed), cell.explainer
         for relative, data in (listening or {}).items():
             write_bytes_atomic(self.out / self.folder / relative, data)
@@ -301,18 +317,44 @@ class GridLedger:
         self.computed.append((fold, name))
         self.manifest["cells"]["computed"].append([fold, seed, name, round(seconds, 1)])
         self.manifest["nodes"][f"{fold}/seed-{seed}/{name}"] = node
+        self._profile_cell(fold, seed, name, profile, seconds, "done")
         self._save()
         tqdm.write(f"fold {fold} seed {seed} {name}: written {path} ({seconds:.0f} s)")
         self.bar.update()
 
-    def cell_failed(self, fold: str, seed: int, name: str, error: str) -> None:
-        """A cell's own failure; the grid goes on and the others are published."""
+    def cell_failed(
+        self,
+        fold: str,
+        seed: int,
+        name: str,
+        error: str,
+        profile: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A cell's own failure; the grid goes on and the others are published. The
+        stages it finished, when known, go into the profile."""
         self.failed.append((fold, seed, name, error))
         self.manifest["cells"]["failed"].append([fold, seed, name, error])
+        if profile:
+            self._profile_cell(fold, seed, name, profile, None, "failed")
         self._save()
         tqdm.write(f"fold {fold} seed {seed} {name}: FAILED: {error}", file=sys.stderr)
         self.bar.set_postfix_str(f"{len(self.failed)} failed")
         self.bar.update()
+
+    def _profile_cell(
+        self,
+        fold: str,
+        seed: int,
+        name: str,
+        profile: Mapping[str, Any] | None,
+        seconds: float | None,
+        status: str,
+    ) -> None:
+        record = cell_profile(profile or {}, seconds)
+        self.manifest["profile"]["cells"][f"{fold}/seed-{seed}/{name}"] = {
+            **rounded(record),
+            "status": status,
+        }
 
     # -- the end ----------------------------------------------------------------------
 
@@ -330,6 +372,7 @@ class GridLedger:
             self.manifest["status"] = f"failed: {type(err).__name__}: {err}"
         self.bar.close()
         self.manifest["wall_seconds"] = time.perf_counter() - self.started
+        self.manifest["profile"]["wall"] = round(self.manifest["wall_seconds"], 3)
         self._save()
         if not (self.computed or self.skipped):
             return
@@ -347,6 +390,8 @@ class GridLedger:
         _write_classifier_table(self.out, self.folder, self.quality)
         # The statistics' cost beside the run's (the README's budget: under 5 %).
         self.manifest["publish_seconds"] = round(time.perf_counter() - publish_started, 2)
+        self.manifest["profile"]["run"]["publish"] = round(time.perf_counter() - publish_started, 3)
+        self.manifest["profile"]["wall"] = round(time.perf_counter() - self.started, 3)
         self._save()
 
     def summary(self) -> RunSummary:

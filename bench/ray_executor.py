@@ -36,6 +36,11 @@ classifier cannot be trained fails that fold's cells, not the run. Ctrl-C or SIG
 the driver cancels the tasks still queued or running; every cell already returned is
 on disk and published.
 
+Profile. Fold and cell tasks return their stages' seconds with their values (a cell
+task also the seconds it spent getting its fold's workspace, and whether it was its
+worker's last one), and the driver's ledger keeps them in the manifest's profile
+(:mod:`l2i_bench.profiling`): task seconds, which overlap across workers.
+
 What is ours: the split into fold and cell tasks and the per-worker workspace memo.
 Cost: Ray's start (about 5 s for a local instance), and per cell the task round trip
 plus, on a worker that last held another fold, rebuilding the workspace; measured by
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -142,7 +148,8 @@ def _workspace(
     config: RunConfig,
     architecture: type[Classifier],
     threads: int,
-) -> FoldWorkspace:
+) -> tuple[FoldWorkspace, bool]:
+    """The fold's workspace, and whether it was this worker's last one (not rebuilt)."""
     global _WORKSPACE
     apply_determinism(threads)
     device = resolve_device(config.device)
@@ -156,11 +163,11 @@ def _workspace(
         }
     )
     if _WORKSPACE is not None and _WORKSPACE[0] == key:
-        return _WORKSPACE[1]
+        return _WORKSPACE[1], True
     _WORKSPACE = None  # one fold's data in memory at a time
     ws = FoldWorkspace(dataset, fold, config, device, architecture)
     _WORKSPACE = (key, ws)
-    return ws
+    return ws, False
 
 
 def fold_task(
@@ -172,8 +179,9 @@ def fold_task(
     threads: int,
 ) -> FoldFacts:
     """Train or reload the classifier of one (fold, seed); its facts for the driver."""
-    ws = _workspace(dataset, fold, config, architecture, threads)
-    return fold_facts(ws, explainers, this_node())
+    started = time.perf_counter()
+    ws, _ = _workspace(dataset, fold, config, architecture, threads)
+    return fold_facts(ws, explainers, this_node(), seconds=time.perf_counter() - started)
 
 
 def cell_task(
@@ -188,26 +196,37 @@ def cell_task(
     settings: dict[str, Any],
     threads: int,
 ) -> dict[str, Any]:
-    """One cell on a worker: its record, seconds, node and listening files, or its error.
-    The error is returned, not raised: Ray would retry a raised error for nothing."""
+    """One cell on a worker: its record, seconds, stage profile, node and listening
+    files, or its error (with the stages it finished). The error is returned, not
+    raised: Ray would retry a raised error for nothing."""
     from l2i_bench.runner import run_cell
 
     where = f"fold {fold} seed {config.seed} {explainer.name}"
     node = this_node()
+    profile: dict[str, Any] = {}
     try:
-        ws = _workspace(dataset, fold, config, architecture, threads)
+        started = time.perf_counter()
+        ws, kept = _workspace(dataset, fold, config, architecture, threads)
+        profile["workspace"] = time.perf_counter() - started
+        profile["workspace_reused"] = kept
         with tempfile.TemporaryDirectory(prefix="l2i-bench-listen-") as tmp:
             with stopwatch(ws.device) as seconds, deadline(config.cell_timeout, where):
-                cell = run_cell(ws, explainer, metrics, run_id, key, settings, Path(tmp))
+                cell = run_cell(ws, explainer, metrics, run_id, key, settings, Path(tmp), profile)
             listening = {
                 str(Path("listen") / path.relative_to(tmp)): path.read_bytes()
                 for path in sorted(Path(tmp).rglob("*"))
                 if path.is_file()
             }
     except Exception as err:
-        return {"error": one_line(err), "node": node}
+        return {"error": one_line(err), "node": node, "profile": profile}
     failpoint("task")
-    return {"cell": cell.to_json(), "seconds": seconds[0], "node": node, "listening": listening}
+    return {
+        "cell": cell.to_json(),
+        "seconds": seconds[0],
+        "node": node,
+        "listening": listening,
+        "profile": profile,
+    }
 
 
 # -- driver side -------------------------------------------------------------------------
@@ -320,13 +339,14 @@ def _drive(ray, plan: GridPlan, ray_options: RayOptions, threads: int) -> RunSum
                         ledger.fold_ready(value)
                         submit_cells(value)
                     elif "error" in value:
-                        ledger.cell_failed(fold, seed, name, value["error"])
+                        ledger.cell_failed(fold, seed, name, value["error"], value.get("profile"))
                     else:
                         ledger.cell_done(
                             CellResult.from_json(value["cell"]),
                             value["seconds"],
                             value["node"],
                             value["listening"],
+                            value.get("profile"),
                         )
         except BaseException:
             for ref in pending:

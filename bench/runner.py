@@ -9,7 +9,8 @@ that seed -> each explainer is fitted on the training split and explains the tes
 the published CSVs from all cells on disk. This module is the sequential executor;
 :mod:`l2i_bench.ray_executor` runs the same folds and cells as Ray tasks through the
 same ledger. A finished cell is never recomputed unless ``force`` is set or its
-configuration changed, so an interrupted run resumes where it stopped.
+configuration changed, so an interrupted run resumes where it stopped. Every stage of a
+fold and a cell is timed on its way (:mod:`l2i_bench.profiling`; ``run --profile``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from l2i_bench.results import (
     write_json_atomic,
 )
 from l2i_bench.signals import deadline, terminate_as_interrupt
-from l2i_bench.timing import PeakMemory, device_name, resolve_device, stopwatch
+from l2i_bench.timing import PeakMemory, device_name, resolve_device, stage, stopwatch
 from l2i_bench.types import (
     ConditionSet,
     Evaluation,
@@ -250,14 +251,20 @@ def run_cell(
     config_key: str,
     settings: dict[str, Any] | None = None,
     listen_root: Path | None = None,
+    profile: dict[str, Any] | None = None,
 ) -> CellResult:
     """One cell computed: fit (or reload) the explainer, explain, score. Listening
-    examples go under ``listen_root`` (``<out>/<dataset>/listen``; None: none)."""
+    examples go under ``listen_root`` (``<out>/<dataset>/listen``; None: none).
+    ``profile``, when given, receives the seconds of each stage as it ends (a failed
+    cell's profile holds the stages it finished): ``fit`` with ``fit_source``,
+    ``explain_test``, ``surrogate``, ``explain_conditions``, ``evaluation``,
+    ``metrics`` (per metric) and ``listening``; the cell file's keys stay as they were."""
     config = ws.config
     device = ws.device
+    profile = {} if profile is None else profile
     with PeakMemory(device) as memory:
         explainer, fit_info, fit_seconds, explained, ms, surrogate, conditions = _explain_cell(
-            ws, explainer_cls
+            ws, explainer_cls, profile
         )
     timing = Timing(
         fit_seconds=fit_seconds,
@@ -265,6 +272,7 @@ def run_cell(
         peak_memory_mb=memory.peak_mb,
         device_name=device_name(device),
     )
+    evaluated = time.perf_counter()
     evaluation = Evaluation(
         dataset=ws.dataset.name,
         fold=ws.fold,
@@ -289,20 +297,23 @@ def run_cell(
             explainer_cls, classifier=classifier, tag=tag
         )[0],
     )
+    profile["evaluation"] = time.perf_counter() - evaluated  # the test set's STFTs
     metric_seconds: dict[str, float] = {}
+    profile["metrics"] = metric_seconds  # filled as each metric ends
     scores, row_values = score_cell(metrics, evaluation, metric_seconds)
     # one seed is enough to hear
     if listen_root is not None and config.listen and config.seed == config.grid_seeds[0]:
-        write_listening_examples(
-            Path(listen_root) / f"fold-{ws.fold}",
-            explainer_cls.name,
-            ws.test.clips,
-            ws.dataset.class_names,
-            explained,
-            ws.test.waveform,
-            config.listen,
-            conditions,
-        )
+        with stage(profile, "listening", device):
+            write_listening_examples(
+                Path(listen_root) / f"fold-{ws.fold}",
+                explainer_cls.name,
+                ws.test.clips,
+                ws.dataset.class_names,
+                explained,
+                ws.test.waveform,
+                config.listen,
+                conditions,
+            )
     return CellResult(
         dataset=ws.dataset.name,
         fold=ws.fold,
@@ -314,7 +325,11 @@ def run_cell(
         device=timing.device_name,
         classifier_sha256=ws.classifier.checkpoint_sha256,
         scores=scores,
-        fit={**_jsonable(fit_info), "fit_seconds": fit_seconds, "metric_seconds": metric_seconds},
+        fit={
+            **_jsonable(fit_info),
+            "fit_seconds": fit_seconds,
+            "metric_seconds": dict(metric_seconds),
+        },
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         reference=explainer_cls.reference,
         settings=dict(settings or {}),
@@ -322,50 +337,58 @@ def run_cell(
     )
 
 
-def _explain_cell(ws: FoldWorkspace, explainer_cls: type[Explainer]):
+def _explain_cell(ws: FoldWorkspace, explainer_cls: type[Explainer], profile: dict[str, Any]):
     """Fit (or reload) the explainer and explain the test set and every condition set;
-    this is the part of a cell whose time and memory are the explainer's cost."""
+    this is the part of a cell whose time and memory are the explainer's cost. Each
+    stage's seconds go into ``profile`` (a fit from the cache: the seconds spent loading
+    it, with the original fit's in ``fit_original_seconds``)."""
     config = ws.config
     device = ws.device
-    explainer, fit_info, fit_seconds = ws.fitted_explainer(explainer_cls)
+    with stage(profile, "fit", device):
+        explainer, fit_info, fit_seconds = ws.fitted_explainer(explainer_cls)
+    profile["fit_source"] = fit_source(explainer_cls, fit_info)
+    if profile["fit_source"] == "cache":
+        profile["fit_original_seconds"] = fit_seconds
     seed_everything(explainer.context.seed)
     rows, classes = ws.explained_rows(ws.test_logits)
-    explained, ms = explain_set(
-        explainer,
-        ws.test,
-        rows,
-        classes,
-        batch_size=config.batch_size,
-        device=device,
-        desc=f"{explainer_cls.name} fold {ws.fold}",
-        show_progress=config.show_progress,
-    )
+    with stage(profile, "explain_test", device):
+        explained, ms = explain_set(
+            explainer,
+            ws.test,
+            rows,
+            classes,
+            batch_size=config.batch_size,
+            device=device,
+            desc=f"{explainer_cls.name} fold {ws.fold}",
+            show_progress=config.show_progress,
+        )
     surrogate = None
     if explainer_cls.has_surrogate:
-        with torch.no_grad():
+        with torch.no_grad(), stage(profile, "surrogate", device):
             surrogate = torch.cat(
                 [explainer.predict(b).float().cpu() for b in ws.test.batches(config.batch_size)]
             )
     conditions = {}
-    for name, clips in ws.conditions.items():
-        targets = torch.tensor([c.labels[0] for c in clips.clips])
-        cond_set, _ = explain_set(
-            explainer,
-            clips,
-            torch.arange(len(clips)),
-            targets,
-            batch_size=config.batch_size,
-            device=device,
-            desc=f"{explainer_cls.name} {name}",
-            show_progress=config.show_progress,
-        )
-        conditions[name] = ConditionSet(
-            name=name,
-            batch=clips.batch(np.arange(len(clips))).to("cpu"),
-            stems=ws.condition_stems[name],
-            explanations=cond_set,
-            classifier_logits=ws.condition_logits[name],
-        )
+    with stage(profile, "explain_conditions", device):
+        for name, clips in ws.conditions.items():
+            targets = torch.tensor([c.labels[0] for c in clips.clips])
+            cond_set, _ = explain_set(
+                explainer,
+                clips,
+                torch.arange(len(clips)),
+                targets,
+                batch_size=config.batch_size,
+                device=device,
+                desc=f"{explainer_cls.name} {name}",
+                show_progress=config.show_progress,
+            )
+            conditions[name] = ConditionSet(
+                name=name,
+                batch=clips.batch(np.arange(len(clips))).to("cpu"),
+                stems=ws.condition_stems[name],
+                explanations=cond_set,
+                classifier_logits=ws.condition_logits[name],
+            )
     # A reused fit never read its fit-time options, so only a fresh fit can tell.
     unused = explainer.context.unused_options()
     if unused and "reused_cache" not in fit_info:
@@ -374,6 +397,14 @@ def _explain_cell(ws: FoldWorkspace, explainer_cls: type[Explainer]):
             "check their spelling in the explainer's docstring"
         )
     return explainer, fit_info, fit_seconds, explained, ms, surrogate, conditions
+
+
+def fit_source(cls: type[Explainer], fit_info: Mapping[str, Any]) -> str:
+    """Where a cell's fitted explainer came from: ``fitted`` now, loaded from the
+    ``cache``, or ``none`` (nothing to fit)."""
+    if not cls.needs_training:
+        return "none"
+    return "cache" if "reused_cache" in fit_info else "fitted"
 
 
 def _jsonable(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -473,14 +504,16 @@ def _run_grid(plan: GridPlan) -> RunSummary:
         for seed in config.grid_seeds:
             seed_config = replace(config, seed=seed)
             for fold in plan.folds:
-                ws = FoldWorkspace(dataset, fold, seed_config, plan.device, plan.architecture)
-                facts = fold_facts(ws, plan.explainers)
+                with stopwatch(plan.device) as built:
+                    ws = FoldWorkspace(dataset, fold, seed_config, plan.device, plan.architecture)
+                facts = fold_facts(ws, plan.explainers, seconds=built[0])
                 ledger.fold_ready(facts)
                 for cls in plan.explainers:
                     key = ledger.pending(facts, cls)
                     if key is None:
                         continue
                     where = f"fold {fold} seed {seed} {cls.name}"
+                    profile: dict[str, Any] = {}
                     try:
                         with (
                             stopwatch(plan.device) as cell_seconds,
@@ -494,11 +527,12 @@ def _run_grid(plan: GridPlan) -> RunSummary:
                                 key,
                                 plan.settings,
                                 listen_root,
+                                profile,
                             )
                     except Exception as err:  # the cell's own failure; the grid goes on
-                        ledger.cell_failed(fold, seed, cls.name, one_line(err))
+                        ledger.cell_failed(fold, seed, cls.name, one_line(err), profile)
                         continue
-                    ledger.cell_done(cell, cell_seconds[0], facts.node)
+                    ledger.cell_done(cell, cell_seconds[0], facts.node, profile=profile)
     return ledger.summary()
 
 

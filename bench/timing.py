@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,6 +35,20 @@ def stopwatch(device: torch.device) -> Iterator[list[float]]:
     finally:
         synchronize(device)
         out.append(time.perf_counter() - start)
+
+
+@contextmanager
+def stage(seconds: dict[str, Any], name: str, device: torch.device) -> Iterator[None]:
+    """Add the block's elapsed seconds to ``seconds[name]`` (a stage of the run's
+    profile), synchronised like :func:`stopwatch`; recorded also when the block raises,
+    so a failed cell's profile shows where its time went."""
+    elapsed: list[float] = []
+    try:
+        with stopwatch(device) as elapsed:
+            yield
+    finally:
+        if elapsed:
+            seconds[name] = float(seconds.get(name, 0.0)) + elapsed[0]
 
 
 class PeakMemory:

@@ -4,7 +4,8 @@ Everything here is shared by the explainer cells of a fold and built once: the c
 loaded through the audio cache, the classifier trained or reloaded under a key of
 data and configuration, the condition sets with their ground-truth stems, and the
 context and fitted (cached) state each explainer gets. ``l2i-bench run`` and
-``l2i-bench explain`` both start from a :class:`FoldWorkspace`.
+``l2i-bench explain`` both start from a :class:`FoldWorkspace`, which times each stage
+of its making (``profile``: audio, classifier, its logits) for the run's stage profile.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import json
 import random
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,11 @@ from l2i_bench.classifier import (
     DEFAULT_CLASSIFIER,
     ClassifierConfig,
     TrainedClassifier,
+    checkpoint_path,
     classifier_name,
     classifier_plugin,
     evaluate_logits,
+    expand_preset,
     train_or_load_classifier,
 )
 from l2i_bench.data import ClipSet
@@ -111,15 +114,44 @@ def classifier_settings(dataset: Dataset, config: RunConfig) -> dict[str, Any]:
     """The classifier's settings for this run: the dataset's defaults overridden by
     ``--classifier`` (the seed, derived per fold and seed, is added by the workspace).
     Known before anything is trained, so a run can check them against stored cells."""
-    unknown = sorted(set(config.classifier) - set(ClassifierConfig.__dataclass_fields__))
+    given = expand_preset(config.classifier)  # a preset is its settings written out
+    unknown = sorted(set(given) - set(ClassifierConfig.__dataclass_fields__))
     if unknown:
         raise BenchError(
             f"unknown classifier setting(s): {', '.join(unknown)}",
-            f"use --classifier KEY=VALUE with KEY one of {', '.join(ClassifierConfig.__dataclass_fields__)}",
+            "use --classifier KEY=VALUE with KEY one of "
+            f"{', '.join(ClassifierConfig.__dataclass_fields__)}, or preset=NAME",
         )
     defaults = asdict(dataset.classifier_defaults)
-    defaults.update(config.classifier)
+    defaults.update(given)
     return {k: v for k, v in defaults.items() if k in ClassifierConfig.__dataclass_fields__}
+
+
+def classifier_identity(
+    dataset: Dataset,
+    fold: str,
+    config: RunConfig,
+    device: torch.device,
+    threads: int | None = None,
+) -> tuple[str, ClassifierConfig]:
+    """The cache key of a (dataset, fold, seed)'s data and the classifier config its
+    checkpoint is trained with; together they name the checkpoint
+    (:func:`~l2i_bench.classifier.checkpoint_path`). ``threads``: the CPU thread count
+    to key for (default: torch's current one)."""
+    # On a CPU the thread count changes the trained weights (measured: 1 vs 2 threads
+    # moved 2.5 % of the synth test decisions), so a checkpoint trained at another
+    # count is another classifier, never reused in its place.
+    if threads is None:
+        threads = torch.get_num_threads()
+    cpu = f"-cpu{threads}t" if device.type == "cpu" else ""
+    name = config.classifier_name
+    named = "" if name == DEFAULT_CLASSIFIER else f"-{name}"
+    key = f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}{cpu}{named}"
+    settings = classifier_settings(dataset, config)
+    settings["seed"] = derived_seed(config.seed, dataset.name, fold, "classifier")
+    if settings.get("pretrained") is not None:
+        settings["pretrained"] = Path(settings["pretrained"])
+    return key, ClassifierConfig(**settings)
 
 
 def run_settings(config: RunConfig, dataset: Dataset, metrics: Sequence[type]) -> dict[str, Any]:
@@ -150,9 +182,13 @@ class FoldWorkspace:
         config: RunConfig,
         device: torch.device,
         architecture: type[Classifier] | None = None,
+        before_training: Callable[[FoldWorkspace], None] | None = None,
     ):
         """``architecture`` is the classifier plugin the settings name (``--classifier
-        name=...``); None looks it up among the installed plugins."""
+        name=...``); None looks it up among the installed plugins. ``before_training``
+        is called with the workspace, its clips loaded, when the classifier is about to
+        be trained rather than loaded (``explain`` times a few steps and says how long
+        training will take, while the user can still stop it)."""
         self.dataset = dataset
         self.fold = fold
         self.config = config
@@ -181,59 +217,72 @@ class FoldWorkspace:
                 show_progress=progress,
             )
 
-        self.train = load(self.split.train, "train")
-        self.valid = load(self.split.valid, "valid")
-        self.test = load(self._limited(self.split.test), "test")
-        self.conditions = {
-            name: load(self._limited(clips), f"{name} condition")
-            for name, clips in self.split.conditions.items()
-            if clips
-        }
-        # Ground-truth stems (synth's target and interference) of the test and condition
-        # sets, loaded once per fold: batches carry them for the oracle references, and
-        # the condition sets' stems are shared by every cell's ground-truth metrics.
-        for clips in (self.test, *self.conditions.values()):
-            clips.stem_waves = self._stem_waves(clips, config)
-        self.condition_stems = {
-            name: {
-                stem: torch.from_numpy(np.asarray(waves) * clips.gains[:, None])
-                for stem, waves in clips.stem_waves.items()
+        self.profile: dict[str, Any] = {}
+        """Seconds of each stage of this workspace's making (the manifest's profile):
+        ``audio`` (load and decode, stems included), ``classifier`` (train or load) with
+        ``classifier_reused``, ``classifier_eval`` (test and condition logits)."""
+        with stopwatch(device) as audio:
+            self.train = load(self.split.train, "train")
+            self.valid = load(self.split.valid, "valid")
+            self.test = load(self._limited(self.split.test), "test")
+            self.conditions = {
+                name: load(self._limited(clips), f"{name} condition")
+                for name, clips in self.split.conditions.items()
+                if clips
             }
-            for name, clips in self.conditions.items()
-        }
-        # On a CPU the thread count changes the trained weights (measured: 1 vs 2 threads
-        # moved 2.5 % of the synth test decisions), so a checkpoint trained at another
-        # count is another classifier, never reused in its place.
-        threads = f"-cpu{torch.get_num_threads()}t" if device.type == "cpu" else ""
-        settings = classifier_settings(dataset, config)
-        named = "" if name == DEFAULT_CLASSIFIER else f"-{name}"
-        self.classifier_key = (
-            f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}{threads}{named}"
+            # Ground-truth stems (synth's target and interference) of the test and
+            # condition sets, loaded once per fold: batches carry them for the oracle
+            # references, and the condition sets' stems are shared by every cell's
+            # ground-truth metrics.
+            for clips in (self.test, *self.conditions.values()):
+                clips.stem_waves = self._stem_waves(clips, config)
+            self.condition_stems = {
+                name: {
+                    stem: torch.from_numpy(np.asarray(waves) * clips.gains[:, None])
+                    for stem, waves in clips.stem_waves.items()
+                }
+                for name, clips in self.conditions.items()
+            }
+        self.profile["audio"] = audio[0]
+        self.classifier_key, self.classifier_config = classifier_identity(
+            dataset, fold, config, device
         )
-        settings["seed"] = derived_seed(config.seed, dataset.name, fold, "classifier")
-        if settings.get("pretrained") is not None:
-            settings["pretrained"] = Path(settings["pretrained"])
-        self.classifier_config = ClassifierConfig(**settings)
-        self.classifier: TrainedClassifier = train_or_load_classifier(
-            self.train,
-            self.valid,
-            task=dataset.task,
-            num_classes=dataset.num_classes,
-            config=self.classifier_config,
-            architecture=architecture,
-            cache_dir=config.cache_dir,
-            cache_key=self.classifier_key,
-            device=device,
-            show_progress=progress,
-        )
+        if before_training is not None and architecture.trainable:
+            path = checkpoint_path(
+                config.cache_dir,
+                self.classifier_key,
+                self.classifier_config,
+                dataset.task,
+                dataset.num_classes,
+            )
+            if not path.is_file():
+                before_training(self)
+        with stopwatch(device) as trained:
+            self.classifier: TrainedClassifier = train_or_load_classifier(
+                self.train,
+                self.valid,
+                task=dataset.task,
+                num_classes=dataset.num_classes,
+                config=self.classifier_config,
+                architecture=architecture,
+                cache_dir=config.cache_dir,
+                cache_key=self.classifier_key,
+                device=device,
+                show_progress=progress,
+            )
+        self.profile["classifier"] = trained[0]
+        self.profile["classifier_reused"] = self.classifier.reused
+        self.profile["classifier_original_seconds"] = self.classifier.train_seconds
         self.model = self.classifier.model
-        self.test_logits = evaluate_logits(self.model, self.test, config.batch_size, device)
-        # What the classifier decides on each condition set, shared by every cell of the
-        # fold (ground-truth metrics score only the rows it decides for the target).
-        self.condition_logits = {
-            name: evaluate_logits(self.model, clips, config.batch_size, device)
-            for name, clips in self.conditions.items()
-        }
+        with stopwatch(device) as evaluated:
+            self.test_logits = evaluate_logits(self.model, self.test, config.batch_size, device)
+            # What the classifier decides on each condition set, shared by every cell of
+            # the fold (ground-truth metrics score only the rows it decides for the target).
+            self.condition_logits = {
+                name: evaluate_logits(self.model, clips, config.batch_size, device)
+                for name, clips in self.conditions.items()
+            }
+        self.profile["classifier_eval"] = evaluated[0]
         self.quality = classifier_quality(
             self.test_logits, torch.from_numpy(self.test.targets), dataset.task
         )
@@ -311,6 +360,22 @@ class FoldWorkspace:
         rows, classes = torch.nonzero(decided, as_tuple=True)
         return rows, classes
 
+    def explainer_cache_path(self, cls: type[Explainer], *, tag: str = "") -> Path:
+        """Where the fitted state of ``cls`` on this fold's classifier (or the one
+        ``tag`` names) is cached, whether or not it exists yet."""
+        context_seed = derived_seed(self.config.seed, self.dataset.name, self.fold, cls.name)
+        key = config_hash(
+            {
+                "explainer": cls.name,
+                "version": cls.version,
+                "options": dict(self.options_for(cls.name)),
+                "seed": context_seed,
+                "cache_key": self.cache_key,
+                **({"classifier_tag": tag} if tag else {}),
+            }
+        )
+        return Path(self.config.cache_dir) / "explainers" / f"{cls.name}-{key}.pt"
+
     def fitted_explainer(
         self, cls: type[Explainer], *, classifier=None, tag: str = ""
     ) -> tuple[Explainer, dict[str, Any], float]:
@@ -323,17 +388,8 @@ class FoldWorkspace:
         explainer = cls(context)
         if not cls.needs_training:
             return explainer, {}, 0.0
-        key = config_hash(
-            {
-                "explainer": cls.name,
-                "version": cls.version,
-                "options": dict(context.options),
-                "seed": context.seed,
-                "cache_key": self.cache_key,
-                **({"classifier_tag": tag} if tag else {}),
-            }
-        )
-        path = Path(self.config.cache_dir) / "explainers" / f"{cls.name}-{key}.pt"
+        path = self.explainer_cache_path(cls, tag=tag)
+        key = path.stem.removeprefix(f"{cls.name}-")
         with entry_lock(path, message=f"waiting for another run fitting {cls.name} ({path})"):
             saved = load_torch(path, key, map_location=self.device)
             if saved is not None:

@@ -85,6 +85,34 @@ class Profile(Explainer):
         return Explanation(mask=mask, relevance=mask.mean(dim=1))
 
 
+class Sleepy(Explainer):
+    """Known seconds in each stage, for the stage profile: ``fit`` sleeps
+    :attr:`FIT_SECONDS`, each ``explain`` call :attr:`EXPLAIN_SECONDS`; keeps the bins
+    above the batch's median."""
+
+    name = "sleepy"
+    needs_training = True
+    FIT_SECONDS = 0.6
+    EXPLAIN_SECONDS = 0.25
+
+    def fit(self, train, valid):
+        time.sleep(self.FIT_SECONDS)
+        self.level = torch.tensor(1.0)
+        return {"slept": self.FIT_SECONDS}
+
+    def state_dict(self):
+        return {"level": self.level}
+
+    def load_state_dict(self, state):
+        self.level = state["level"]
+
+    def explain(self, batch, classes):
+        time.sleep(self.EXPLAIN_SECONDS)
+        magnitude = batch.magnitude
+        median = magnitude.flatten(1).median(dim=1).values
+        return Explanation(mask=(magnitude >= median[:, None, None]).float())
+
+
 class Raising(Explainer):
     name = "raising"
 
@@ -135,7 +163,7 @@ def registry(installed: str = "random,kumar"):
         register(TinySynth)
 
     def register_explainers(register):
-        for cls in (Profile, *FAULTY):
+        for cls in (Profile, Sleepy, *FAULTY):
             register(cls)
 
     def register_metrics(register):

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from fault_plugins import registry, tiny_config
+from fault_plugins import Sleepy, registry, tiny_config
 
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import ENV, ONCE_ENV
+from l2i_bench.profiling import timed_seconds
 from l2i_bench.registry import load_registry
 from l2i_bench.results import read_cells
 from l2i_bench.runner import RunConfig, run_benchmark
@@ -161,6 +162,36 @@ def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential
     assert ours == _values(sequential, "synth-tiny")[("1", 0, "random")]
     manifest = json.loads(summary.manifest.read_text())
     assert manifest["status"] == "finished, 1 cell(s) failed"
+
+
+def test_ray_tasks_fill_the_stage_profile(synth_dir, tmp_path, sequential, shared_ray):
+    """Fold and cell tasks report their stages to the driver's manifest: known sleeps
+    in their stage, the workspace a cell task rebuilt, a failed cell's finished stages."""
+    summary = run_benchmark(
+        _config(
+            synth_dir,
+            tmp_path / "out",
+            sequential.parent / "cache",  # the classifier is the sequential run's
+            folds=["1"],
+            explainers=["sleepy", "raising"],
+        ),
+        registry(),
+        LOCAL,
+    )
+    profile = json.loads(summary.manifest.read_text())["profile"]
+    assert profile["executor"] == "ray" and profile["wall"] > 0
+    fold = profile["folds"]["1/seed-0"]
+    assert fold["classifier_reused"] is True
+    assert fold["total"] >= fold["audio"] + fold["classifier"]
+    cell = profile["cells"]["1/seed-0/sleepy"]
+    assert (cell["status"], cell["fit_source"]) == ("done", "fitted")
+    assert Sleepy.FIT_SECONDS <= cell["fit"] < Sleepy.FIT_SECONDS + 3
+    assert Sleepy.EXPLAIN_SECONDS <= cell["explain_test"] < Sleepy.EXPLAIN_SECONDS + 3
+    assert cell["workspace"] >= 0 and isinstance(cell["workspace_reused"], bool)
+    assert timed_seconds(cell) <= cell["total"] + 0.01
+    failed = profile["cells"]["1/seed-0/raising"]
+    assert failed["status"] == "failed" and "total" not in failed
+    assert failed["fit_source"] == "none" and "explain_test" in failed
 
 
 def test_real_explainers_and_metrics_match_sequential(synth_dir, tmp_path, shared_ray):
