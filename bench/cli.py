@@ -109,18 +109,24 @@ def _parse_seeds(spec: str) -> list[int]:
 
 
 def _explainer_names(spec: str, registry: Registry) -> list[str]:
-    """``all``, a group (an explainer ``family``: ``paper``, ``attribution``; each with
-    the reference rows), explainer names, or a comma-separated mix, each name once.
+    """``all``, a group (an explainer's ``family``, ``paper`` or ``attribution``, or one
+    of its ``groups``, such as ``quick``; each with the reference rows), explainer
+    names, or a comma-separated mix, each name once.
     ``all`` and groups list contenders first and references last."""
     names = registry.names("explainer")
-    families = {registry.explainer(n).family for n in names} - {""}
+
+    def groups_of(name: str) -> set[str]:
+        cls = registry.explainer(name)
+        return ({cls.family} | set(cls.groups)) - {""}
+
+    families = set().union(*(groups_of(n) for n in names))
     items = [n.strip() for n in spec.split(",") if n.strip()]
     chosen: list[str] = []
     for item in items:
         if item == "all":
             chosen += names
         elif item in families:
-            chosen += [n for n in names if registry.explainer(n).family == item]
+            chosen += [n for n in names if item in groups_of(n)]
             chosen += [n for n in names if registry.explainer(n).reference]
         elif item not in names and families:
             raise BenchError(

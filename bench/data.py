@@ -200,8 +200,8 @@ class ClipSet:
         """False: compute features per batch (the benchmark's "before")."""
         self.feature_storage: str | None = None
         """``"memory"``, ``"disk"`` or ``"per batch"`` once decided, on the first batch."""
-        self._spec: torch.Tensor | np.ndarray | None = None  # (N, F, T) complex, or (.., 2)
-        self._logmel: torch.Tensor | np.ndarray | None = None  # (N, 1, T, M)
+        self._spec: torch.Tensor | np.ndarray | None = None  # (N, T, F) complex, or (.., 2)
+        self._logmel: torch.Tensor | np.ndarray | None = None  # (N, M, T)
 
     @classmethod
     def load(
@@ -281,17 +281,24 @@ class ClipSet:
         return self.feature_storage in ("memory", "disk")
 
     def _cached_features(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of the cached features, with the memory layout the front end returns
+        (``torch.stft``'s frames-major STFT, the log-mel as a transposed view): a
+        convolution on the same values in another layout rounds differently, and the
+        cache promises the same numbers, not only the same values."""
         device = self.front_end.device
         if isinstance(self._spec, torch.Tensor):
             rows = torch.from_numpy(idx)
             spec, logmel = self._spec[rows], self._logmel[rows]
-        else:  # memory-mapped float32 (N, F, T, 2)
+        else:  # memory-mapped float32 (N, T, F, 2) and (N, M, T)
             spec = torch.view_as_complex(torch.from_numpy(np.ascontiguousarray(self._spec[idx])))
             logmel = torch.from_numpy(np.ascontiguousarray(self._logmel[idx]))
-        return spec.to(device), logmel.to(device)
+        spec = spec.to(device).transpose(-1, -2)  # (B, F, T) over (B, T, F) memory
+        logmel = logmel.to(device).transpose(-1, -2).unsqueeze(1)  # (B, 1, T, M) over (B, M, T)
+        return spec, logmel
 
     def _fill(self, spec_out, logmel_out) -> None:
-        """Features of every clip, in chunks, into the given arrays (tensors or maps)."""
+        """Features of every clip, in chunks, into the given arrays (tensors or maps):
+        the STFT frames-major ``(N, T, F)``, the log-mel bands-major ``(N, M, T)``."""
         saved, self.feature_storage = self.feature_storage, "per batch"
         try:
             starts = range(0, len(self), FEATURE_CHUNK)
@@ -303,13 +310,15 @@ class ClipSet:
                 leave=False,
             ):
                 batch = self.batch(np.arange(start, min(start + FEATURE_CHUNK, len(self))))
-                spec, logmel = batch.spec.cpu(), batch.logmel.cpu()
+                spec = batch.spec.cpu().transpose(-1, -2)
+                logmel = batch.logmel.cpu()[:, 0].transpose(-1, -2)
+                rows = slice(start, start + len(spec))
                 if isinstance(spec_out, torch.Tensor):
-                    spec_out[start : start + len(spec)] = spec
-                    logmel_out[start : start + len(spec)] = logmel
+                    spec_out[rows] = spec
+                    logmel_out[rows] = logmel
                 else:
-                    spec_out[start : start + len(spec)] = torch.view_as_real(spec).numpy()
-                    logmel_out[start : start + len(spec)] = logmel.numpy()
+                    spec_out[rows] = torch.view_as_real(spec.contiguous()).numpy()
+                    logmel_out[rows] = logmel.numpy()
         finally:
             self.feature_storage = saved
 
@@ -317,8 +326,8 @@ class ClipSet:
         global _memory_in_use
         size = self.feature_bytes()
         frames = self.num_samples // HOP_LENGTH + 1
-        spec_shape = (len(self), N_FFT // 2 + 1, frames)
-        logmel_shape = (len(self), 1, frames, self.front_end.n_mels)
+        spec_shape = (len(self), frames, N_FFT // 2 + 1)
+        logmel_shape = (len(self), self.front_end.n_mels, frames)
         if _memory_in_use + size <= FEATURE_MEMORY_BUDGET:
             self._spec = torch.empty(spec_shape, dtype=torch.complex64)
             self._logmel = torch.empty(logmel_shape, dtype=torch.float32)
@@ -341,7 +350,11 @@ class ClipSet:
 
     def _disk_features(self, spec_shape, logmel_shape):
         """The split's features memory-mapped from the cache folder, built if absent."""
-        settings = asdict(self.front_end.features) | {"n_fft": N_FFT, "hop": HOP_LENGTH}
+        settings = asdict(self.front_end.features) | {
+            "n_fft": N_FFT,
+            "hop": HOP_LENGTH,
+            "layout": "stft NTF, log-mel NMT",
+        }
         digest = hashlib.sha256(
             (_files_key([c.path for c in self.clips], self.num_samples) + repr(settings)).encode()
         ).hexdigest()

@@ -71,7 +71,9 @@ class Registered:
             "description": getattr(self.cls, "description", ""),
             # an explainer's `reference` is a flag (a reference row); a metric's or a
             # classifier's is the citation of its method, shown elsewhere
-            "group": getattr(self.cls, "family", "")
+            "group": ",".join(
+                [getattr(self.cls, "family", ""), *sorted(getattr(self.cls, "groups", ()))]
+            ).strip(",")
             or ("reference" if getattr(self.cls, "reference", False) is True else ""),
             **extra,
         }

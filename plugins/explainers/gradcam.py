@@ -39,6 +39,7 @@ def gradcam_maps(
 
 class GradCamExplainer(AttributionExplainer):
     name = "gradcam"
+    groups = frozenset({"quick"})
     description = "Grad-CAM at the classifier's three late taps (B4-B6 on kumar), averaged"
     version = "1"
     passes = "1 forward + 1 backward"

@@ -246,6 +246,7 @@ class L2IExplainer(Explainer):
 
     name: ClassVar[str] = "l2i"
     family: ClassVar[str] = "paper"
+    groups: ClassVar[frozenset[str]] = frozenset({"quick"})
     description: ClassVar[str] = (
         "Listen to Interpret: interpreter on the classifier's B4-B6 taps predicting NMF "
         "activations of a fixed sparse-NMF dictionary; listenable masks of the relevant "

@@ -17,6 +17,7 @@ from l2i_bench.plugins.explainers._attribution import AttributionExplainer
 
 class SaliencyExplainer(AttributionExplainer):
     name = "saliency"
+    groups = frozenset({"quick"})
     description = "Saliency: |gradient| of the class logit on the log-mel input (captum)"
     version = "1"
     passes = "1 forward + 1 backward"
