@@ -1,10 +1,18 @@
 """Seconds per iteration of our torch sparse NMF against scikit-learn's MU solver.
 
 Same matrix (log1p of gamma noise, a stand-in for log-magnitude frames), same K, same
-beta-loss, mu = 0 for ours so both solve the same problem. scikit-learn with ``tol=0``
-never evaluates its objective; ours still records it every 10 iterations
-(``eval_every=10``), so the comparison does not flatter ours. Best of ``--repeats``
-interleaved runs, since the CPUs may be shared.
+beta-loss, same iteration count, mu = 0 for ours so both solve the same problem. Each
+timed fit starts after a 2-iteration warm-up fit of the same solver, and seconds per
+iteration are the whole fit's time (set-up included) over its iterations, for both.
+scikit-learn with ``tol=0`` never evaluates its objective; ours still records it every
+10 iterations (``eval_every=10``), so the comparison does not flatter ours.
+
+Both run on ``--threads`` CPU threads (torch's intra-op pool, and scikit-learn's BLAS
+and OpenMP pools through threadpoolctl; default 1, the fair and reproducible setting on
+a shared machine). The repeats are interleaved (ours, scikit-learn, ours, ...), so a
+change of load hits both columns; the table gives the best and the median of the
+repeats, and the load average before and after. On CUDA our fits are timed between
+device synchronisations (scikit-learn stays on the CPU).
 
     .venv/bin/python benchmarks/bench_nmf.py --device cpu
     .venv/bin/python benchmarks/bench_nmf.py --device cuda --rows 513 --cols 100000
@@ -13,17 +21,23 @@ interleaved runs, since the CPUs may be shared.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import statistics
 import time
 import warnings
 
 import numpy as np
+import sklearn
 import torch
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 from l2i_bench.nmf import SparseNMF
 
 LOSSES = {1: "kullback-leibler", 2: "frobenius"}
+NAMES = {1: "KL", 2: "Frobenius"}
 
 
 def matrix(rows: int, cols: int, seed: int) -> np.ndarray:
@@ -31,17 +45,20 @@ def matrix(rows: int, cols: int, seed: int) -> np.ndarray:
     return np.log1p(rng.gamma(0.5, 2.0, size=(rows, cols))).astype(np.float32)
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def time_ours(V: np.ndarray, K: int, beta: int, iters: int, device: str) -> float:
-    X = torch.from_numpy(V).to(device)
-    SparseNMF(K, beta=beta, mu=0.0, max_iter=2, tol=0, device=device).fit(X)  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    dev = torch.device(device)
+    X = torch.from_numpy(V).to(dev)
+    SparseNMF(K, beta=beta, mu=0.0, max_iter=2, tol=0, device=dev).fit(X)  # warm-up
+    _sync(dev)
     start = time.perf_counter()
-    model = SparseNMF(
-        K, beta=beta, mu=0.0, max_iter=iters, tol=0, device=device, eval_every=10
-    ).fit(X)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    model = SparseNMF(K, beta=beta, mu=0.0, max_iter=iters, tol=0, device=dev, eval_every=10)
+    model.fit(X)
+    _sync(dev)
     return (time.perf_counter() - start) / model.n_iter_
 
 
@@ -61,10 +78,31 @@ def fit_quietly(model: NMF, V: np.ndarray) -> NMF:
 
 
 def time_sklearn(V: np.ndarray, K: int, beta: int, iters: int) -> float:
+    fit_quietly(sklearn_nmf(K, beta, 2), V)  # warm-up, as for ours
     model = sklearn_nmf(K, beta, iters)
     start = time.perf_counter()
     fit_quietly(model, V)
     return (time.perf_counter() - start) / model.n_iter_
+
+
+def device_name(device: str) -> str:
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(dev)})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return f"cpu ({cpu}, {os.cpu_count()} cores)"
+
+
+def load() -> str:
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average unknown"
 
 
 def main() -> None:
@@ -74,24 +112,44 @@ def main() -> None:
     parser.add_argument("--components", type=int, default=100)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, or cuda:N")
-    parser.add_argument("--repeats", type=int, default=3, help="best of N runs (shared CPUs)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for both solvers")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed runs")
     parser.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn column")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     V = matrix(args.rows, args.cols, seed=0)
     print(
-        f"matrix {args.rows} x {args.cols}, K={args.components}, {args.iters} iterations, "
-        f"torch threads {torch.get_num_threads()}, device {args.device}"
+        f"sparse NMF vs scikit-learn MU: matrix {args.rows} x {args.cols} float32, "
+        f"K={args.components}, {args.iters} iterations, mu=0\n"
+        f"ours on {device_name(args.device)}; scikit-learn on cpu\n"
+        f"torch {torch.__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}; "
+        f"{args.threads} CPU thread(s) each\n"
+        f"{args.repeats} interleaved repeats; before: {load()}"
     )
-    print(f"best of {args.repeats} runs")
-    print(f"{'beta':>4} | {'ours s/it':>10} | {'sklearn s/it':>12} | {'speed-up':>8}")
-    for beta in (1, 2):
-        ours, theirs = float("inf"), float("inf")
-        for _ in range(args.repeats):  # interleaved, so load changes hit both columns
-            ours = min(ours, time_ours(V, args.components, beta, args.iters, args.device))
-            if not args.no_sklearn:
-                theirs = min(theirs, time_sklearn(V, args.components, beta, args.iters))
-        theirs = float("nan") if args.no_sklearn else theirs
-        print(f"{beta:>4} | {ours:>10.4f} | {theirs:>12.4f} | {theirs / ours:>7.1f}x")
+    header = (
+        f"{'loss':>10} | {'ours best':>9} | {'ours med':>9} | {'sk best':>9} | "
+        f"{'sk med':>9} | {'speed-up best':>13} | {'speed-up med':>12}"
+    )
+    print("seconds per iteration")
+    print(header)
+    print("-" * len(header))
+    with threadpool_limits(limits=args.threads):
+        for beta in (1, 2):
+            ours: list[float] = []
+            theirs: list[float] = []
+            for _ in range(args.repeats):  # interleaved, so load changes hit both columns
+                ours.append(time_ours(V, args.components, beta, args.iters, args.device))
+                if not args.no_sklearn:
+                    theirs.append(time_sklearn(V, args.components, beta, args.iters))
+            o_best, o_med = min(ours), statistics.median(ours)
+            t_best = min(theirs) if theirs else float("nan")
+            t_med = statistics.median(theirs) if theirs else float("nan")
+            print(
+                f"{NAMES[beta]:>10} | {o_best:>9.4f} | {o_med:>9.4f} | {t_best:>9.4f} | "
+                f"{t_med:>9.4f} | {t_best / o_best:>12.2f}x | {t_med / o_med:>11.2f}x",
+                flush=True,
+            )
+    print(f"after: {load()}")
 
 
 if __name__ == "__main__":

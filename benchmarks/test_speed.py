@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from bench_nmf import fit_quietly, matrix, sklearn_nmf  # this folder's CLI benchmark
+from bench_nmf import NAMES, fit_quietly, matrix, sklearn_nmf  # this folder's CLI benchmark
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd
 from l2i_bench.nmf import SparseNMF
@@ -68,16 +68,22 @@ def nmf_matrix() -> np.ndarray:
     return matrix(*NMF_SHAPE, seed=0)
 
 
-@pytest.mark.benchmark(group="NMF 513x5000, K=100, KL, 20 iterations")
-def test_sparse_nmf_ours(benchmark, nmf_matrix, device):
+def _nmf_group(beta: int) -> str:
+    return f"NMF 513x5000, K=100, {NAMES[beta]}, 20 iterations"
+
+
+@pytest.mark.parametrize("beta", [1, 2])
+def test_sparse_nmf_ours(benchmark, nmf_matrix, device, beta):
     V = torch.from_numpy(nmf_matrix).to(device)
-    model = SparseNMF(100, beta=1, mu=0.0, max_iter=20, tol=0, device=device, eval_every=10)
+    model = SparseNMF(100, beta=beta, mu=0.0, max_iter=20, tol=0, device=device, eval_every=10)
+    benchmark.group = _nmf_group(beta)
     benchmark.extra_info["device"] = str(device)
     benchmark.pedantic(_synced(lambda: model.fit(V), device), rounds=3, warmup_rounds=1)
 
 
-@pytest.mark.benchmark(group="NMF 513x5000, K=100, KL, 20 iterations")
-def test_sparse_nmf_sklearn(benchmark, nmf_matrix):
-    model = sklearn_nmf(100, beta=1, iters=20)
+@pytest.mark.parametrize("beta", [1, 2])
+def test_sparse_nmf_sklearn(benchmark, nmf_matrix, beta):
+    model = sklearn_nmf(100, beta=beta, iters=20)
+    benchmark.group = _nmf_group(beta)
     benchmark.extra_info["device"] = "cpu"
     benchmark.pedantic(lambda: fit_quietly(model, nmf_matrix), rounds=3, warmup_rounds=1)

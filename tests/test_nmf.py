@@ -220,3 +220,144 @@ def test_runs_on_cuda_when_available() -> None:
     gpu = SparseNMF(5, max_iter=20, tol=0, seed=0, device="cuda").fit(V)
     assert gpu.W_.is_cuda
     assert math.isclose(cpu.objective_history_[-1], gpu.objective_history_[-1], rel_tol=1e-3)
+
+
+# ------------------------------------------------- the updates against a plain reference
+
+
+def reference_sparse_nmf(
+    V: np.ndarray,
+    W: np.ndarray,
+    H: np.ndarray,
+    beta: int,
+    mu: float,
+    iters: int,
+    *,
+    n_fixed: int = 0,
+    update_W: bool = True,
+    tol: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Le Roux's normalisation-aware multiplicative updates written out the slow, plain
+    way in float64 numpy, independently of bench.nmf: full ``Λ = W H``, gradients split
+    into positive and negative parts with explicit ones-matrices, objective
+    ``D_beta(V | W H) + mu * sum(H)`` after every iteration, the relative-decrease rule.
+    Returns the factors of the last iteration run and the objectives."""
+    floor = 1e-9
+    V = V.astype(np.float64)
+    if beta == 1:  # zeros of V -> its smallest positive value
+        V = np.where(V > 0, V, V[V > 0].min())
+    W, H = W.astype(np.float64).copy(), H.astype(np.float64).copy()
+    ones = np.ones_like(V)
+    history: list[float] = []
+    for _ in range(iters):
+        # H: the gradient of D_beta + mu * sum(H) is (positive) - (negative)
+        if beta == 1:
+            Lam = np.maximum(W @ H, floor)
+            neg, pos = W.T @ (V / Lam), W.T @ ones + mu
+        else:
+            neg, pos = W.T @ V, W.T @ (W @ H) + mu
+        H = H * neg / np.maximum(pos, floor)
+        if update_W:
+            # W: gradient through the unit-norm columns W̄ = W / ||W||
+            if beta == 1:
+                Lam = np.maximum(W @ H, floor)
+                neg, pos = (V / Lam) @ H.T, ones @ H.T
+            else:
+                neg, pos = V @ H.T, (W @ H) @ H.T
+            colsums = np.ones((V.shape[0], V.shape[0]))  # colsums @ X: X's column sums
+            num = neg + W * (colsums @ (W * pos))
+            den = pos + W * (colsums @ (W * neg))
+            new = W * num / np.maximum(den, floor)
+            new /= np.maximum(np.sqrt((new**2).sum(axis=0, keepdims=True)), floor)
+            new[:, :n_fixed] = W[:, :n_fixed]
+            W = new
+        if beta == 1:
+            Lam = np.maximum(W @ H, floor)
+            value = float(np.sum(V * np.log(V / Lam) - V + Lam))
+        else:
+            value = float(0.5 * np.sum((V - W @ H) ** 2))
+        history.append(value + mu * float(H.sum()))
+        if tol > 0 and len(history) > 1 and history[-2] - history[-1] <= tol * abs(history[-2]):
+            break
+    return W, H, history
+
+
+def with_a_zero(V: torch.Tensor) -> torch.Tensor:
+    V = V.clone()
+    V[3, 7] = 0.0  # exercises the zero replacement for KL
+    return V
+
+
+@pytest.fixture(params=["one block", "ragged blocks"])
+def blocks(request, monkeypatch):
+    """Run the fused CPU pass on the whole matrix, or on 37-column blocks (120 = 3 x 37
+    + 9), whatever the thread count."""
+    if request.param == "ragged blocks":
+        monkeypatch.setattr(SparseNMF, "_block_columns", staticmethod(lambda V: 37))
+    return request.param
+
+
+@pytest.mark.parametrize("beta", [1, 2])
+@pytest.mark.parametrize("mu", [0.0, 0.8])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_updates_match_plain_reference(beta, mu, dtype, blocks) -> None:
+    """Five iterations from the same start equal the written-out update rules: W, H and
+    every evaluated objective (float64: to ~1e-10; float32: to float32 rounding)."""
+    V = with_a_zero(noisy_low_rank(seed=7)).to(dtype)
+    start = SparseNMF(5, beta=beta, mu=mu, max_iter=0, seed=2).fit(V)
+    W0, H0 = start.W_.double().numpy(), start.H_.double().numpy()
+    assert start.objective_history_ == [] and start.n_iter_ == 0
+    # the start: unit columns, H at the data's scale (mean of W H = mean of V)
+    np.testing.assert_allclose(np.linalg.norm(W0, axis=0), 1.0, rtol=1e-6)
+    assert (W0 @ H0).mean() == pytest.approx(float(V.double().mean()), rel=1e-6)
+
+    model = SparseNMF(5, beta=beta, mu=mu, max_iter=5, tol=0, seed=2, eval_every=2).fit(V)
+    W, H, history = reference_sparse_nmf(V.numpy(), W0, H0, beta, mu, 5)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-4
+    assert model.W_.dtype == dtype and model.n_iter_ == 5
+    np.testing.assert_allclose(model.W_.double().numpy(), W, rtol=rtol, atol=rtol * W.max())
+    np.testing.assert_allclose(model.H_.double().numpy(), H, rtol=rtol, atol=rtol * H.max())
+    # evaluated after iterations 2, 4 and the last (5)
+    np.testing.assert_allclose(model.objective_history_, [history[i] for i in (1, 3, 4)], rtol=rtol)
+
+
+@pytest.mark.parametrize("beta", [1, 2])
+def test_fixed_columns_and_transform_match_plain_reference(beta, blocks) -> None:
+    V = with_a_zero(noisy_low_rank(seed=8))
+    fixed = torch.rand(30, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    kwargs = dict(beta=beta, mu=0.5, seed=3, fixed_W=fixed, tol=0)
+    start = SparseNMF(3, max_iter=0, **kwargs).fit(V)
+    W0, H0 = start.W_.numpy(), start.H_.numpy()
+    model = SparseNMF(3, max_iter=4, **kwargs).fit(V)
+    W, H, history = reference_sparse_nmf(V.numpy(), W0, H0, beta, 0.5, 4, n_fixed=2)
+    assert model.W_.shape == (30, 5)
+    np.testing.assert_allclose(model.W_.numpy(), W, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.W_[:, :2].numpy(), W0[:, :2], rtol=0, atol=0)
+    np.testing.assert_allclose(model.H_.numpy(), H, rtol=1e-10, atol=1e-12)
+    assert model.objective_history_[-1] == pytest.approx(history[-1], rel=1e-10)
+
+    # transform: H updates only, W held fixed, from the same start as with max_iter = 0
+    model.max_iter = 0
+    H0 = model.transform(V).numpy()
+    model.max_iter = 6
+    H_t = model.transform(V).numpy()
+    _, H_ref, history_t = reference_sparse_nmf(V.numpy(), W, H0, beta, 0.5, 6, update_W=False)
+    np.testing.assert_allclose(H_t, H_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.objective_history_, history_t, rtol=1e-10)
+
+
+@pytest.mark.parametrize("beta", [1, 2])
+def test_stopping_rule_matches_plain_reference(beta, blocks) -> None:
+    """The relative-decrease rule stops at the same iteration, with that iteration's
+    factors (not one more), in the fit and in transform."""
+    V = noisy_low_rank(seed=10)
+    start = SparseNMF(4, beta=beta, mu=0.3, max_iter=0, seed=5).fit(V)
+    model = SparseNMF(4, beta=beta, mu=0.3, max_iter=100, tol=3e-3, seed=5).fit(V)
+    W, H, history = reference_sparse_nmf(
+        V.numpy(), start.W_.numpy(), start.H_.numpy(), beta, 0.3, 100, tol=3e-3
+    )
+    assert 2 < len(history) < 100  # the rule fired
+    assert model.n_iter_ == len(history)
+    np.testing.assert_allclose(model.objective_history_, history, rtol=1e-10)
+    np.testing.assert_allclose(model.W_.numpy(), W, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.H_.numpy(), H, rtol=1e-10, atol=1e-12)
