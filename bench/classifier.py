@@ -36,7 +36,7 @@ from l2i_bench.cache import discard, entry_lock, file_digest, load_torch, save_t
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError, did_you_mean
 from l2i_bench.failpoints import failpoint
-from l2i_bench.types import Classifier, Task
+from l2i_bench.types import AudioBatch, Classifier, Task
 
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 """Candidate multilabel decision thresholds {0.05, 0.10, ..., 0.95} (L2I's grid)."""
@@ -501,13 +501,39 @@ def _check_cached(
 # ------------------------------------------------------------------- training
 
 
-def _loss_fn(task: Task, config: ClassifierConfig, device: torch.device) -> nn.Module:
+def loss_function(task: Task, config: ClassifierConfig, device: torch.device) -> nn.Module:
     if task is Task.MULTICLASS:
         return nn.CrossEntropyLoss()
     pos_weight = None
     if config.pos_weight is not None:
         pos_weight = torch.tensor(config.pos_weight, dtype=torch.float32, device=device)
     return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+
+def training_step(
+    model: nn.Module,
+    batch: AudioBatch,
+    optimiser: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    task: Task,
+    augment_rng: torch.Generator | None,
+) -> torch.Tensor:
+    """One optimiser step on a batch (SpecAugment drawn from ``augment_rng`` when
+    given): what training repeats and what ``explain``'s estimate times. Returns the
+    batch's loss."""
+    device = next(model.parameters()).device
+    logmel = batch.logmel.to(device)
+    if augment_rng is not None:
+        logmel = spec_augment(logmel, augment_rng)
+    logits = model(logmel)
+    targets = batch.targets.to(device)
+    if task is Task.MULTICLASS:
+        targets = targets.argmax(dim=1)
+    loss = loss_fn(logits, targets)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss
 
 
 def _train(
@@ -536,7 +562,7 @@ def _train(
         )
         return model, [{"epoch": 0.0, "val_score": score}], 0, extra
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    loss_fn = _loss_fn(task, config, device)
+    loss_fn = loss_function(task, config, device)
     augment_rng = torch.Generator().manual_seed(config.seed)
     valid_targets = valid.targets
 
@@ -556,18 +582,9 @@ def _train(
         for batch in train.batches(config.batch_size, shuffle=True, seed=config.seed + epoch):
             if len(batch) < 2:
                 continue  # BatchNorm cannot train on a single clip
-            logmel = batch.logmel.to(device)
-            if config.augment:
-                logmel = spec_augment(logmel, augment_rng)
-            logits = model(logmel)
-            targets = batch.targets.to(device)
-            if task is Task.MULTICLASS:
-                loss = loss_fn(logits, targets.argmax(dim=1))
-            else:
-                loss = loss_fn(logits, targets)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            loss = training_step(
+                model, batch, optimiser, loss_fn, task, augment_rng if config.augment else None
+            )
             total += float(loss.detach()) * len(batch)
             seen += len(batch)
         step_seconds = time.perf_counter() - start

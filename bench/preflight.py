@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from l2i_bench.cache import load_torch
 from l2i_bench.classifier import (
@@ -47,9 +46,10 @@ from l2i_bench.classifier import (
     PRECISE_BN_BATCHES,
     ClassifierConfig,
     checkpoint_path,
+    loss_function,
     safe_cache_key,
     setting_text,
-    spec_augment,
+    training_step,
 )
 from l2i_bench.data import AudioBatch, ClipSet
 from l2i_bench.results import read_cell
@@ -120,24 +120,13 @@ def estimate_training(
         model = architecture(num_classes, task, width=config.width).to(device)
         model.train()
         optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-        loss_fn = nn.CrossEntropyLoss() if task is Task.MULTICLASS else nn.BCEWithLogitsLoss()
-        generator = torch.Generator().manual_seed(config.seed)
+        loss_fn = loss_function(task, config, device)
+        generator = torch.Generator().manual_seed(config.seed) if config.augment else None
         batches = _training_batches(train, size, config.seed)
         timed = []
         for _ in range(steps + 1):
             with stopwatch(device) as elapsed:
-                batch = next(batches)
-                logmel = batch.logmel.to(device)
-                if config.augment:
-                    logmel = spec_augment(logmel, generator)
-                logits = model(logmel)
-                targets = batch.targets.to(device)
-                if task is Task.MULTICLASS:
-                    targets = targets.argmax(dim=1)
-                loss = loss_fn(logits, targets)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+                training_step(model, next(batches), optimiser, loss_fn, task, generator)
             timed.append(elapsed[0])  # the first builds features, warms up kernels
         model.eval()
         with torch.no_grad(), stopwatch(device) as forward:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cells import make_cell
 from fault_plugins import TinySynth, registry, tiny_config
 
 from l2i_bench import cli
@@ -24,7 +25,6 @@ from l2i_bench.preflight import (
     estimate_training,
     explainer_line,
 )
-from l2i_bench.results import CellResult
 from l2i_bench.workspace import FoldWorkspace, classifier_identity, run_settings
 
 CPU = torch.device("cpu")
@@ -201,16 +201,12 @@ def test_a_preset_that_names_a_cached_classifier_is_offered(tiny, tmp_path, one_
 
 
 def test_the_fit_estimate_is_a_recorded_fit_scaled_by_epochs(tmp_path, monkeypatch):
-    cell = CellResult(
+    cell = make_cell(
+        "1",
+        "l2i",
+        [],
         dataset="synth-tiny",
-        fold="1",
-        explainer="l2i",
-        explainer_version="1",
-        seed=0,
-        config_key="k",
-        run_id="r",
         device="cpu (x86_64, 1 threads)",
-        classifier_sha256="s",
         fit={"epochs": 10, "fit_seconds": 600.0},
         settings={"classifier_config": {"width": 0.25, "epochs": 30}},
     )
