@@ -562,8 +562,8 @@ class Explainer(ABC):
     paper compares) or ``attribution`` (the gradient family); empty for none. A group
     always comes with the reference rows."""
     groups: ClassVar[frozenset[str]] = frozenset()
-    """Further named groups it belongs to beside its family, e.g. ``quick``: the
-    README's main command, a few cheap contenders that fit its time budget."""
+    """Further named groups it belongs to beside its family, e.g. ``quick``: a few
+    cheap contenders for a short first run (README, Explainers)."""
     needs_stems: ClassVar[bool] = False
     """Reads ``AudioBatch.stems`` (ground truth): runs only on datasets with stems."""
     needs_training: ClassVar[bool] = False
@@ -742,8 +742,9 @@ class Evaluation:
     def classifier_logits_of(self, logmel: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
         """Classifier logits on modified inputs, batched on the run's device.
 
-        The input goes in channels-last layout (free for one channel: same memory,
-        other strides), which lets the convolutions take oneDNN's NHWC path: 1.6-2.7x
+        The input goes in channels-last layout (one copy of the log-mel; for one
+        channel only the strides differ), which lets the convolutions take oneDNN's
+        NHWC path: 1.6-2.7x
         faster per clip on the CPU for Kumar's CNN at 16 clips a batch (the best batch
         there: larger ones fall out of cache), logits within 1e-7 of the default
         layout's. Only metrics' forward passes take it; training and the explainers'

@@ -138,7 +138,9 @@ def row_sets(evaluation: Evaluation, *, conditions: bool = True) -> Iterator[Row
         )
 
 
-def chunks(rows: torch.Tensor, source: torch.Tensor, device: torch.device):
+def chunks(
+    rows: torch.Tensor, source: torch.Tensor, device: torch.device
+) -> Iterator[tuple[slice, perturb.Spectra]]:
     """``(slice, Spectra)`` per :data:`CHUNK` rows: the rows' STFTs on the device, with
     their magnitudes and baselines computed once for every perturbation of the chunk."""
     for start in range(0, len(rows), CHUNK):
