@@ -235,8 +235,10 @@ class FrontEnd:
         values bit for bit (tested), with the overlap-add done as ``N_FFT / HOP_LENGTH``
         strided slice additions instead of ``torch.nn.functional.fold``, which took 86 %
         of ``torch.istft``'s CPU time here (4.5 ms per 5 s clip; 1.6 ms this way).
-        With two frames over every sample, each output is the sum of the same two
-        numbers (one rounding, whatever the order), hence the same bits. Every perturbation metric resynthesises through it."""
+        With two frames over every sample (hop = half the window), each output is the
+        sum of the same two numbers, one rounding in either order, hence the same bits;
+        a denser overlap would need the test to say so again. Every perturbation
+        metric, and every explainer that resynthesises, goes through it."""
         lead = spec.shape[:-2]  # any leading dimensions, as torch.istft takes (F, T) too
         spec = spec.to(self.device).reshape(-1, *spec.shape[-2:])
         # frames as rows (B, T, N): each hop-long block of every frame is then a view
