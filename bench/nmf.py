@@ -9,11 +9,8 @@ The L1 penalty only means something when the scale of ``W`` is pinned, hence the
 L2 columns and Le Roux's *normalisation-aware* multiplicative updates (method notes
 §2.2), which follow the gradient projected onto the unit sphere instead of renormalising
 after a plain update. Everything is torch, so the dictionary is learned on the GPU when
-the run has one. An iteration costs what scikit-learn's MU solver spends on the same
-loss (four F x N x K products for beta = 1; two plus the Gram form for beta = 2), done
-in one fused pass over column blocks of ``V``: on the CPU each block of ``W H`` is
-floored, divided and multiplied while it is still in cache, and the objective reuses
-what the pass computed (no extra F x N product, no F x N temporary).
+the run has one; the loop keeps four large matrix products per iteration (as
+scikit-learn's MU solver does) and uses the Gram-matrix form for beta = 2.
 
 Our choices where the paper and code are silent (recorded here, not guessed from them):
 beta = 1 (KL), mu = 0.8, 200 iterations at most with a relative-decrease tolerance of
@@ -25,7 +22,6 @@ beta != 2 (as ``sparse_nmf.m`` does), floor 1e-9.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,10 +33,6 @@ from l2i_bench.errors import BenchError
 from l2i_bench.types import BatchSource
 
 FLOOR = 1e-9
-# Elements of V (and of the Λ scratch block) per thread in one block of the CPU pass:
-# 2 MiB of float32. Measured on a 2-core Xeon (2 MiB L2 per core), 1 thread, 513 x 20000,
-# K = 100: blocks of 1022 and 2044 columns were fastest, 255 about 10% slower (KL).
-_CPU_BLOCK_ELEMENTS = 1 << 19
 STRATEGIES = ("global", "noise_then_class")
 
 
@@ -53,13 +45,6 @@ def beta_objective(V: torch.Tensor, approx: torch.Tensor, beta: float) -> float:
     if beta == 2:
         return float(0.5 * ((V - approx) ** 2).sum())
     raise ValueError(f"beta must be 1 or 2, got {beta}")
-
-
-def _total(x: torch.Tensor) -> torch.Tensor:
-    """Sum of a matrix as a float64 scalar tensor: rows summed in their own dtype, the row
-    sums in float64 (``sum(dtype=float64)`` over a whole float32 matrix is ~15x slower on
-    the CPU). No device sync."""
-    return x.sum(-1).sum(dtype=torch.float64)
 
 
 class SparseNMF:
@@ -121,18 +106,16 @@ class SparseNMF:
         device = self.device if self.device is not None else V.device
         dtype = V.dtype if V.dtype in (torch.float32, torch.float64) else torch.float32
         V = V.detach().to(device=device, dtype=dtype)
-        # One pass for both checks: NaN propagates to both ends, an infinity reaches one.
-        lo, hi = (float(x) for x in torch.aminmax(V)) if V.numel() else (0.0, 0.0)
-        if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0:
+        if not torch.isfinite(V).all() or (V < 0).any():
             raise BenchError(
                 "NMF input must be finite and non-negative",
                 "feed log(1 + |X|) frames, not log-mel dB",
             )
-        if self.beta != 2 and lo == 0:
-            smallest = float(V.masked_fill(V == 0, math.inf).amin())
-            if not math.isfinite(smallest):
+        if self.beta != 2:
+            positive = V[V > 0]
+            if positive.numel() == 0:
                 raise BenchError("NMF input is all zeros (silent training audio?)")
-            V = V.clamp_min(smallest)  # zeros -> smallest positive value, the rest unchanged
+            V = torch.where(V > 0, V, positive.min())
         return V.contiguous()
 
     def _generator_rand(
@@ -145,35 +128,31 @@ class SparseNMF:
 
     def _init_H(self, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
         H = self._generator_rand((W.shape[1], V.shape[1]), V, offset=1) + 0.01
-        # mean(W H) = colsum(W) . rowsum(H) / (F N): start at the data's scale, no F x N product
-        mean_wh = (W.sum(0) @ H.sum(1)) / max(1, V.shape[0] * V.shape[1])
-        scale = V.mean() / mean_wh.clamp_min(FLOOR)
+        scale = V.mean() / (W @ H).mean().clamp_min(FLOOR)  # start at the data's scale
         return H * scale
 
-    @staticmethod
-    def _block_columns(V: torch.Tensor) -> int:
-        """Columns of ``V`` per block of the fused pass. On the CPU a block of ``Λ`` stays
-        in the core's cache between its product and the element-wise work on it (and the
-        products run on cache-resident operands); a GPU takes the whole matrix at once."""
-        F, N = V.shape
-        if V.device.type != "cpu":
-            return max(1, N)
-        per_thread = max(64, _CPU_BLOCK_ELEMENTS // max(1, F))
-        return max(1, min(N, per_thread * torch.get_num_threads()))
-
-    def _record(self, value: float, bar) -> bool:
-        """Append an evaluated objective; True when it fell by at most ``tol`` (relative)
-        since the previous evaluation, the stopping rule."""
-        history = self.objective_history_
-        previous = history[-1] if history else None
-        history.append(value)
-        bar.set_postfix(objective=f"{value:.4g}")
-        return (
-            previous is not None and self.tol > 0 and previous - value <= self.tol * abs(previous)
-        )
-
-    def _evaluated(self, it: int) -> bool:
-        return (it + 1) % self.eval_every == 0 or it == self.max_iter - 1
+    def _objective(
+        self,
+        V: torch.Tensor,
+        W: torch.Tensor,
+        H: torch.Tensor,
+        lam: torch.Tensor | None,
+        sum_v_log_v: float | None,
+        wtv: torch.Tensor | None,
+        sum_v2: float | None,
+    ) -> float:
+        """Objective from what the iteration already computed (no extra F x N product)."""
+        if self.beta == 1:
+            assert lam is not None and sum_v_log_v is not None
+            # sum(V log V) and sum(V) are constants of the data: one log per entry of Λ.
+            v_log_lam = float(torch.log(lam).mul_(V).sum())
+            data = sum_v_log_v - v_log_lam - self._sum_v + float(lam.sum())
+        else:
+            assert wtv is not None and sum_v2 is not None
+            # 0.5 ||V - W H||^2 via the Gram form: no F x N residual materialised.
+            gram_h = (W.T @ W) @ H
+            data = 0.5 * (sum_v2 - 2.0 * float((H * wtv).sum()) + float((H * gram_h).sum()))
+        return data + self.mu * float(H.sum())
 
     # --------------------------------------------------------------------- core
 
@@ -181,166 +160,57 @@ class SparseNMF:
         self, V: torch.Tensor, W: torch.Tensor, H: torch.Tensor, n_fixed: int, update_W: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Alternate H and W updates; columns ``< n_fixed`` of ``W`` never change."""
+        mu, beta = self.mu, self.beta
         self.objective_history_ = []
-        self.n_iter_ = 0
-        if self.max_iter <= 0:
-            return W, H
+        self._sum_v = float(V.sum())
+        sum_v_log_v = float((V * torch.log(V)).sum()) if beta == 1 else None
+        sum_v2 = float((V * V).sum()) if beta == 2 else None
+        previous = None
+        lam = None
+        if beta == 1:  # one F x N buffer, reused for Λ and V/Λ: no large allocation per step
+            lam = torch.matmul(W, H).clamp_min_(FLOOR)
+        wtv = W.T @ V if beta == 2 else None  # carried across iterations: 2 big products/it
         bar = tqdm(
-            total=self.max_iter, desc="sparse NMF", unit="it", disable=not self.show_progress
+            range(self.max_iter), desc="sparse NMF", unit="it", disable=not self.show_progress
         )
-        try:
-            if self.beta == 1:
-                return self._run_kl(V, W, H, n_fixed, update_W, bar)
-            if update_W:
-                return self._run_euclidean(V, W, H, n_fixed, bar)
-            return W, self._run_euclidean_fixed_W(V, W, H, bar)
-        finally:
-            bar.close()
-
-    def _run_kl(
-        self, V: torch.Tensor, W: torch.Tensor, H: torch.Tensor, n_fixed: int, update_W: bool, bar
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """beta = 1. One fused pass over column blocks of ``V`` per iteration: for block j,
-        ``Λ_j = W H_j`` gives ``H_j``'s update, then ``Λ'_j = W H'_j`` gives block j's
-        share of ``W``'s gradient (``H`` is column-separable and ``W`` only changes after
-        the pass): one block-sized scratch buffer, no F x N intermediate.
-
-        The objective of iteration t needs ``Λ = W_t H_t``, which iteration t+1's pass
-        computes first anyway: it is read there (lazily) and the updated ``H`` goes to a
-        second buffer, dropped if iteration t met the stopping rule. The last iteration's
-        objective takes one product-only pass."""
-        mu = self.mu
-        b = self._block_columns(V)
-        scratch = V.new_empty(V.shape[0] * min(b, V.shape[1]))  # Λ, V/Λ, V log(V/Λ) in turn
-        H_next = torch.empty_like(H)
-        sum_v = _total(V)
-        A = W.new_empty(W.shape) if update_W else None
-        pending = False  # does this pass evaluate the previous iteration?
-        for it in range(self.max_iter):
-            h_den = (W.sum(0).unsqueeze(1) + mu).clamp_min(FLOOR)
-            data = self._kl_pass(V, W, H, b, scratch, pending, H_next, h_den, A)
-            if pending:
-                assert data is not None
-                value = float(data - sum_v + mu * _total(H))
-                if self._record(value, bar):
-                    self.n_iter_ = it  # iteration it - 1 met the rule: return its factors
-                    return W, H
-            H, H_next = H_next, H
-            if A is not None:
-                s = H.sum(1)  # (K,) positive part of W's gradient (the same in every row)
-                num = A + W * (s * W.sum(0))
-                den = s + W * (A * W).sum(0)
-                W = self._renormalise(W, num, den, n_fixed)
-            self.n_iter_ = it + 1
-            bar.update(1)
-            pending = self._evaluated(it)
-        if pending:  # the last iteration
-            data = self._kl_pass(V, W, H, b, scratch, True)
-            assert data is not None
-            self._record(float(data - sum_v + mu * _total(H)), bar)
-        return W, H
-
-    @staticmethod
-    def _kl_pass(
-        V: torch.Tensor,
-        W: torch.Tensor,
-        H: torch.Tensor,
-        b: int,
-        scratch: torch.Tensor,
-        objective: bool,
-        H_out: torch.Tensor | None = None,
-        h_den: torch.Tensor | None = None,
-        A: torch.Tensor | None = None,
-    ) -> torch.Tensor | None:
-        """One pass over column blocks. ``H_out <- H * Wᵀ(V/Λ) / h_den`` (Λ = W H, floored),
-        ``A <- (V/Λ') H_outᵀ`` (Λ' = W H_out) when ``A`` is given, and, with ``objective``,
-        returns ``sum(V log(V/Λ) + Λ)`` (float64) for the factors passed in."""
-        F, N = V.shape
-        total = V.new_zeros((), dtype=torch.float64) if objective else None
-        if A is not None:
-            A.zero_()
-        for start in range(0, N, b):
-            stop = min(N, start + b)
-            Vj, Hj = V[:, start:stop], H[:, start:stop]
-            L = scratch[: F * (stop - start)].view(F, stop - start)
-            torch.mm(W, Hj, out=L).clamp_min_(FLOOR)  # Λ_j
-            if total is not None:
-                total += L.sum()
-            R = torch.div(Vj, L, out=L)  # V/Λ, in place
-            if H_out is not None:
-                assert h_den is not None
-                Hn = H_out[:, start:stop]
-                torch.mm(W.T, R, out=Hn).mul_(Hj).div_(h_den)
-            if total is not None:
-                total += torch.log(R, out=R).mul_(Vj).sum()  # V log(V/Λ); R is spent
-            if A is not None:
-                torch.mm(W, Hn, out=L).clamp_min_(FLOOR)  # Λ'_j with the new H_j
-                A.addmm_(torch.div(Vj, L, out=L), Hn.T)
-        return total
-
-    def _run_euclidean(
-        self, V: torch.Tensor, W: torch.Tensor, H: torch.Tensor, n_fixed: int, bar
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """beta = 2 with W learned, Gram form. Per column block: ``Wᵀ V_j``, the H update
-        (``H_j <- H_j * Wᵀ V_j / (WᵀW H_j + mu)``, in place), then ``V_j H_jᵀ`` into W's
-        gradient while ``V_j`` is still in cache. The objective after the W update needs
-        no large product: ``sum(H * WᵀV) = sum(W * VHᵀ)`` and
-        ``sum(H * WᵀW H) = sum(WᵀW * HHᵀ)``."""
-        mu = self.mu
-        N, K = V.shape[1], W.shape[1]
-        b = self._block_columns(V)
-        scratch = V.new_empty(2 * K * min(b, N))  # Wᵀ V_j and WᵀW H_j
-        sum_v2 = sum(_total(V[:, s : s + b].square()) for s in range(0, N, b))
-        hvt = W.new_empty(W.shape[::-1])  # H Vᵀ, accumulated as (K, F): faster than V Hᵀ here
-        gram = W.T @ W
-        for it in range(self.max_iter):
-            hvt.zero_()
-            for start in range(0, N, b):
-                stop = min(N, start + b)
-                n = stop - start
-                Vj, Hj = V[:, start:stop], H[:, start:stop]
-                wtv = torch.mm(W.T, Vj, out=scratch[: K * n].view(K, n))
-                den = torch.mm(gram, Hj, out=scratch[K * n : 2 * K * n].view(K, n))
-                if mu:
-                    den.add_(mu)
-                Hj.mul_(wtv).div_(den.clamp_min_(FLOOR))
-                hvt.addmm_(Hj, Vj.T)
-            vht = hvt.T
-            hht = H @ H.T
-            lht = W @ hht  # Λ Hᵀ without forming Λ
-            num = vht + W * (lht * W).sum(0)
-            den_w = lht + W * (vht * W).sum(0)
-            W = self._renormalise(W, num, den_w, n_fixed)
-            gram = W.T @ W
-            self.n_iter_ = it + 1
-            bar.update(1)
-            if self._evaluated(it):
-                cross, fit = _total(W * vht), _total(gram * hht)
-                value = 0.5 * (sum_v2 - 2.0 * cross + fit) + mu * _total(H)
-                if self._record(float(value), bar):
+        for it in bar:
+            if beta == 1:
+                assert lam is not None
+                # H update: H <- H * W̄ᵀ(V/Λ) / (colsum(W̄) + mu)
+                ratio = torch.div(V, lam, out=lam)
+                H = H * (W.T @ ratio) / (W.sum(0).unsqueeze(1) + mu).clamp_min(FLOOR)
+                if update_W:
+                    torch.matmul(W, H, out=lam).clamp_min_(FLOOR)
+                    ratio = torch.div(V, lam, out=lam)
+                    A = ratio @ H.T  # (F, K) negative part of the gradient
+                    s = H.sum(1)  # (K,) positive part (the same in every row)
+                    num = A + W * (s * W.sum(0))
+                    den = s + W * (A * W).sum(0)
+                    W = self._renormalise(W, num, den, n_fixed)
+                torch.matmul(W, H, out=lam).clamp_min_(FLOOR)
+            else:
+                assert wtv is not None
+                H = H * wtv / ((W.T @ W) @ H + mu).clamp_min(FLOOR)
+                if update_W:
+                    vht = V @ H.T
+                    lht = W @ (H @ H.T)  # Λ Hᵀ without forming Λ
+                    num = vht + W * (lht * W).sum(0)
+                    den = lht + W * (vht * W).sum(0)
+                    W = self._renormalise(W, num, den, n_fixed)
+                    wtv = W.T @ V
+            last = it == self.max_iter - 1
+            if (it + 1) % self.eval_every == 0 or last:
+                value = self._objective(V, W, H, lam, sum_v_log_v, wtv, sum_v2)
+                self.objective_history_.append(value)
+                bar.set_postfix(objective=f"{value:.4g}")
+                converged = previous is not None and self.tol > 0
+                if converged and (previous - value) <= self.tol * abs(previous):
+                    self.n_iter_ = it + 1
                     break
-        return W, H
-
-    def _run_euclidean_fixed_W(
-        self, V: torch.Tensor, W: torch.Tensor, H: torch.Tensor, bar
-    ) -> torch.Tensor:
-        """beta = 2 with W fixed (``transform``): ``WᵀV`` and ``WᵀW`` are constants."""
-        mu = self.mu
-        sum_v2 = _total(V.square())
-        wtv = W.T @ V
-        gram = W.T @ W
-        den = torch.empty_like(H)
-        for it in range(self.max_iter):
-            torch.mm(gram, H, out=den).add_(mu).clamp_min_(FLOOR)
-            H.mul_(wtv).div_(den)
+                previous = value
             self.n_iter_ = it + 1
-            bar.update(1)
-            if self._evaluated(it):
-                cross, fit = _total(H * wtv), _total(H * (gram @ H))
-                value = 0.5 * (sum_v2 - 2.0 * cross + fit) + mu * _total(H)
-                if self._record(float(value), bar):
-                    break
-        return H
+        bar.close()
+        return W, H
 
     @staticmethod
     def _renormalise(

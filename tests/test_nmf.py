@@ -288,19 +288,10 @@ def with_a_zero(V: torch.Tensor) -> torch.Tensor:
     return V
 
 
-@pytest.fixture(params=["one block", "ragged blocks"])
-def blocks(request, monkeypatch):
-    """Run the fused CPU pass on the whole matrix, or on 37-column blocks (120 = 3 x 37
-    + 9), whatever the thread count."""
-    if request.param == "ragged blocks":
-        monkeypatch.setattr(SparseNMF, "_block_columns", staticmethod(lambda V: 37))
-    return request.param
-
-
 @pytest.mark.parametrize("beta", [1, 2])
 @pytest.mark.parametrize("mu", [0.0, 0.8])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_updates_match_plain_reference(beta, mu, dtype, blocks) -> None:
+def test_updates_match_plain_reference(beta, mu, dtype) -> None:
     """Five iterations from the same start equal the written-out update rules: W, H and
     every evaluated objective (float64: to ~1e-10; float32: to float32 rounding)."""
     V = with_a_zero(noisy_low_rank(seed=7)).to(dtype)
@@ -322,7 +313,7 @@ def test_updates_match_plain_reference(beta, mu, dtype, blocks) -> None:
 
 
 @pytest.mark.parametrize("beta", [1, 2])
-def test_fixed_columns_and_transform_match_plain_reference(beta, blocks) -> None:
+def test_fixed_columns_and_transform_match_plain_reference(beta) -> None:
     V = with_a_zero(noisy_low_rank(seed=8))
     fixed = torch.rand(30, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     kwargs = dict(beta=beta, mu=0.5, seed=3, fixed_W=fixed, tol=0)
@@ -347,7 +338,7 @@ def test_fixed_columns_and_transform_match_plain_reference(beta, blocks) -> None
 
 
 @pytest.mark.parametrize("beta", [1, 2])
-def test_stopping_rule_matches_plain_reference(beta, blocks) -> None:
+def test_stopping_rule_matches_plain_reference(beta) -> None:
     """The relative-decrease rule stops at the same iteration, with that iteration's
     factors (not one more), in the fit and in transform."""
     V = noisy_low_rank(seed=10)
