@@ -21,6 +21,7 @@ disk). The values are the per-batch ones bit for bit (tested), so no number move
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import weakref
@@ -32,7 +33,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from l2i_bench.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, FrontEnd, peak_gains, read_audio
+from l2i_bench.audio import (
+    HOP_LENGTH,
+    N_FFT,
+    SAMPLE_RATE,
+    FrontEnd,
+    num_frames,
+    peak_gains,
+    read_audio,
+)
 from l2i_bench.cache import build_array, entry_lock, load_array, save_array
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import failpoint
@@ -269,11 +278,15 @@ class ClipSet:
 
     # ------------------------------------------------------------------ features
 
+    def _feature_shapes(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """Stored shapes: the STFT frames-major ``(N, T, F)``, the log-mel ``(N, M, T)``."""
+        frames = num_frames(self.num_samples)
+        return (len(self), frames, N_FFT // 2 + 1), (len(self), self.front_end.n_mels, frames)
+
     def feature_bytes(self) -> int:
         """What this split's cached features take: complex STFT and log-mel."""
-        frames = self.num_samples // HOP_LENGTH + 1
-        per_clip = (N_FFT // 2 + 1) * frames * 8 + frames * self.front_end.n_mels * 4
-        return len(self) * per_clip
+        spec_shape, logmel_shape = self._feature_shapes()
+        return 8 * math.prod(spec_shape) + 4 * math.prod(logmel_shape)
 
     def _features_ready(self) -> bool:
         if self.feature_storage is None:
@@ -325,9 +338,7 @@ class ClipSet:
     def _build_features(self) -> str:
         global _memory_in_use
         size = self.feature_bytes()
-        frames = self.num_samples // HOP_LENGTH + 1
-        spec_shape = (len(self), frames, N_FFT // 2 + 1)
-        logmel_shape = (len(self), self.front_end.n_mels, frames)
+        spec_shape, logmel_shape = self._feature_shapes()
         if _memory_in_use + size <= FEATURE_MEMORY_BUDGET:
             self._spec = torch.empty(spec_shape, dtype=torch.complex64)
             self._logmel = torch.empty(logmel_shape, dtype=torch.float32)
