@@ -38,7 +38,7 @@ from l2i_bench.classifier import (
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
 from l2i_bench.scores import classifier_decisions, classifier_quality
-from l2i_bench.timing import stopwatch
+from l2i_bench.timing import stage, stopwatch
 from l2i_bench.types import Classifier, Dataset, Explainer, ExplainerContext
 
 
@@ -221,7 +221,7 @@ class FoldWorkspace:
         """Seconds of each stage of this workspace's making (the manifest's profile):
         ``audio`` (load and decode, stems included), ``classifier`` (train or load) with
         ``classifier_reused``, ``classifier_eval`` (test and condition logits)."""
-        with stopwatch(device) as audio:
+        with stage(self.profile, "audio", device):
             self.train = load(self.split.train, "train")
             self.valid = load(self.split.valid, "valid")
             self.test = load(self._limited(self.split.test), "test")
@@ -243,7 +243,6 @@ class FoldWorkspace:
                 }
                 for name, clips in self.conditions.items()
             }
-        self.profile["audio"] = audio[0]
         self.classifier_key, self.classifier_config = classifier_identity(
             dataset, fold, config, device
         )
@@ -257,7 +256,7 @@ class FoldWorkspace:
             )
             if not path.is_file():
                 before_training(self)
-        with stopwatch(device) as trained:
+        with stage(self.profile, "classifier", device):
             self.classifier: TrainedClassifier = train_or_load_classifier(
                 self.train,
                 self.valid,
@@ -270,11 +269,10 @@ class FoldWorkspace:
                 device=device,
                 show_progress=progress,
             )
-        self.profile["classifier"] = trained[0]
         self.profile["classifier_reused"] = self.classifier.reused
         self.profile["classifier_original_seconds"] = self.classifier.train_seconds
         self.model = self.classifier.model
-        with stopwatch(device) as evaluated:
+        with stage(self.profile, "classifier_eval", device):
             self.test_logits = evaluate_logits(self.model, self.test, config.batch_size, device)
             # What the classifier decides on each condition set, shared by every cell of
             # the fold (ground-truth metrics score only the rows it decides for the target).
@@ -282,7 +280,6 @@ class FoldWorkspace:
                 name: evaluate_logits(self.model, clips, config.batch_size, device)
                 for name, clips in self.conditions.items()
             }
-        self.profile["classifier_eval"] = evaluated[0]
         self.quality = classifier_quality(
             self.test_logits, torch.from_numpy(self.test.targets), dataset.task
         )
