@@ -437,5 +437,5 @@ def explainer_line(ws: FoldWorkspace, cls: type[Explainer]) -> str | None:
     width = "" if not best.classifier else f", classifier width {best.classifier.get('width')}"
     return (
         f"{head}: about {duration(seconds)}, from its recorded fit in {best.path} "
-        f"(fold {best.fold}, {best.device}{width}{scaled}); this device: {device_words(ws.device)}"
+        f"(fold {best.fold}, {best.device}{width}{scaled}); this device: {here}"
     )
