@@ -174,6 +174,8 @@ def main() -> None:
         for _ in range(args.repeats):  # interleaved: both see the same load
             for name, path in modes.items():
                 result = run_worker(args.rows, args.device, args.threads, path)
+                seconds = ", ".join(f"{m} {s:.2f} s" for m, s in result["seconds"].items())
+                print(f"  {name}: {seconds}", file=sys.stderr, flush=True)  # kept on a timeout
                 if name not in best:
                     best[name] = result
                 for metric, secs in result["seconds"].items():

@@ -10,7 +10,7 @@
 # the perturbation metrics on CUDA; the README's main command with --device cuda;
 # classifier training epochs; the metrics on the CPU threads; the front-end and
 # classifier-forward pytest-benchmarks; the CUDA tests of the suite. The limits add to
-# 600 s. DEVICE=cpu rehearses it on a machine without a GPU.
+# 610 s. DEVICE=cpu rehearses it on a machine without a GPU.
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_suite.sh OUTDIR}
 mkdir -p "$out"
@@ -42,7 +42,8 @@ step nmf_100k 60 "$py" benchmarks/bench_nmf.py --device "$dev" --threads "$cpus"
     --cols 100000 --iters 10 --repeats 2
 step explainers 150 "$py" benchmarks/bench_explainers.py --device "$dev" --clips 32 \
     --batch-size 16 --epochs 1 --cache-dir "$cache"
-step metrics_cuda 50 "$py" benchmarks/bench_metrics.py --device "$dev" --rows 50 --repeats 3
+step metrics_cuda 60 "$py" benchmarks/bench_metrics.py --device "$dev" --threads "$cpus" \
+    --rows 50 --repeats 2
 step main_command 90 "$py" -m l2i_bench.cli run --explainers quick --dataset synth \
     --device "$dev" --out "$out/results" --cache-dir "$cache" --profile --no-report --quiet
 step classifier 50 "$py" benchmarks/bench_classifier.py --device "$dev" --width 1.0 \
