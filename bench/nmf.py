@@ -112,10 +112,12 @@ class SparseNMF:
                 "feed log(1 + |X|) frames, not log-mel dB",
             )
         if self.beta != 2:
-            positive = V[V > 0]
-            if positive.numel() == 0:
+            # the smallest positive entry, without gathering the positives (a boolean
+            # index copies them and, on CUDA, waits for the count)
+            smallest = torch.where(V > 0, V, torch.inf).min()
+            if not torch.isfinite(smallest):
                 raise BenchError("NMF input is all zeros (silent training audio?)")
-            V = torch.where(V > 0, V, positive.min())
+            V = torch.where(V > 0, V, smallest)
         return V.contiguous()
 
     def _generator_rand(

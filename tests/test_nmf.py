@@ -95,6 +95,8 @@ def test_invalid_settings_are_bench_errors() -> None:
         SparseNMF(3, beta=0.5)
     with pytest.raises(BenchError, match="non-negative"):
         SparseNMF(3).fit(-torch.ones(4, 4))
+    with pytest.raises(BenchError, match="all zeros"):  # KL has no positive floor to use
+        SparseNMF(3, beta=1).fit(torch.zeros(4, 4))
 
 
 def test_chunk_average_averages_within_clips() -> None:
