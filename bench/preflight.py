@@ -435,7 +435,10 @@ def explainer_line(ws: FoldWorkspace, cls: type[Explainer]) -> str | None:
             seconds *= ratio
             scaled = f", scaled to {float(asked):g} epochs from its {best.epochs:g}"
     width = "" if not best.classifier else f", classifier width {best.classifier.get('width')}"
+    # a fit recorded on another device says little about this one (measured: a CPU
+    # record said 2 min for L2I's synth fit, which took under 10 s on an H200)
+    elsewhere = "" if best.device == here else " (the record is from another device)"
     return (
         f"{head}: about {duration(seconds)}, from its recorded fit in {best.path} "
-        f"(fold {best.fold}, {best.device}{width}{scaled}); this device: {here}"
+        f"(fold {best.fold}, {best.device}{width}{scaled}); this device: {here}{elsewhere}"
     )

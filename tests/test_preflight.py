@@ -15,7 +15,7 @@ import torch
 from cells import make_cell
 from fault_plugins import TinySynth, registry, tiny_config
 
-from l2i_bench import cli
+from l2i_bench import cli, preflight
 from l2i_bench.classifier import ClassifierConfig, checkpoint_path
 from l2i_bench.errors import BenchError
 from l2i_bench.explain_file import ExplainRequest, explain_file
@@ -230,6 +230,13 @@ def test_the_fit_estimate_is_a_recorded_fit_scaled_by_epochs(tmp_path, monkeypat
         "explainer: will fit l2i on 40 training clips: about 5 min, from its recorded fit in "
         "results/synth-tiny/cells/fold-1/seed-0/l2i.json (fold 1, cpu (x86_64, 1 threads), "
         "classifier width 0.25, scaled to 5 epochs from its 10)"
+    )
+    recorded_on = "cpu (x86_64, 1 threads)"
+    monkeypatch.setattr(preflight, "device_name", lambda device: recorded_on)
+    assert explainer_line(ws, learned).endswith(f"this device: {recorded_on}")
+    monkeypatch.setattr(preflight, "device_name", lambda device: "NVIDIA H200")
+    assert explainer_line(ws, learned).endswith(
+        "this device: NVIDIA H200 (the record is from another device)"
     )
     assert explainer_line(ws, types.SimpleNamespace(name="x", needs_training=False)) is None
 
