@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from l2i_bench.magnitude import magnitude
 from l2i_bench.types import MaskDomain
 
 PATCH_FREQS = 16
@@ -159,7 +160,7 @@ class Spectra:
     @property
     def magnitude(self) -> torch.Tensor:
         if self._magnitude is None:
-            self._magnitude = self.spec.abs()
+            self._magnitude = magnitude(self.spec)
         return self._magnitude
 
     def base(self, baseline: str = SILENCE) -> torch.Tensor:
@@ -221,8 +222,8 @@ def remove(
 
 def energy_share(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
     """Per row, ``sum |part|^2 / sum |whole|^2`` (complex spectra or magnitudes)."""
-    num = part.abs().double().square().flatten(1).sum(dim=1)
-    den = whole.abs().double().square().flatten(1).sum(dim=1)
+    num = magnitude(part).double().square().flatten(1).sum(dim=1)
+    den = magnitude(whole).double().square().flatten(1).sum(dim=1)
     return num / den.clamp_min(1e-30)
 
 
@@ -277,8 +278,8 @@ def _argsort(keys: torch.Tensor) -> torch.Tensor:
 
 def _row_power(spec: torch.Tensor | Spectra) -> torch.Tensor:
     """``|X|^2`` per bin in float64 ``(R, F*T)`` on the CPU."""
-    magnitude = spec.magnitude if isinstance(spec, Spectra) else spec.abs()
-    return magnitude.double().square().flatten(1).cpu()
+    power = spec.magnitude if isinstance(spec, Spectra) else magnitude(spec)
+    return power.double().square().flatten(1).cpu()
 
 
 def grow_mask(

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 
+from l2i_bench.magnitude import magnitude
+
 if TYPE_CHECKING:
     from l2i_bench.audio import FrontEnd
 
@@ -240,12 +242,12 @@ class AudioBatch:
 
     @property
     def magnitude(self) -> torch.Tensor:
-        return self.spec.abs()
+        return magnitude(self.spec)
 
     @property
     def log_magnitude(self) -> torch.Tensor:
         """``log(1 + |X|)``: the space the NMF dictionary and decoders live in."""
-        return torch.log1p(self.spec.abs())
+        return torch.log1p(magnitude(self.spec))
 
     def __len__(self) -> int:
         return len(self.clip_ids)

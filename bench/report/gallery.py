@@ -41,6 +41,7 @@ import torch
 from matplotlib import image as mpimg
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, write_audio
+from l2i_bench.magnitude import magnitude as complex_magnitude
 
 FLOOR_DB = 80.0
 ROWS = 128
@@ -215,7 +216,7 @@ def _read(path: Path) -> np.ndarray:
 def magnitude(wave: np.ndarray) -> np.ndarray:
     """``|STFT|`` (F, T) by the front end's own STFT, so the gallery shows what the
     metrics and the classifier see."""
-    return _front_end().stft(torch.from_numpy(wave)[None]).abs()[0].numpy()
+    return complex_magnitude(_front_end().stft(torch.from_numpy(wave)[None]))[0].numpy()
 
 
 @functools.cache

@@ -35,6 +35,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from l2i_bench import perturb, scores
+from l2i_bench.magnitude import magnitude as complex_magnitude
 from l2i_bench.types import Column, ConditionSet, Direction, Evaluation, Metric, RowValues
 
 from . import _common
@@ -101,7 +102,7 @@ def localisation_rows(
             ).cpu()
             mix = condition.batch.spec[idx].cpu()
             mask = ex.mask[sel].cpu()
-            magnitude = mix.abs()
+            magnitude = complex_magnitude(mix)
             gain = perturb.linear_gain(magnitude, mask, ex.mask_domain)
             p, r = scores.energy_precision_recall(gain, mix, ratio)
             power = magnitude.double().square()
