@@ -23,7 +23,7 @@ import torchaudio.functional as AF
 
 from l2i_bench import perturb
 from l2i_bench.errors import BenchError
-from l2i_bench.magnitude import magnitude
+from l2i_bench.magnitude import complex_magnitude
 from l2i_bench.types import FeatureSpec, MaskDomain
 
 SAMPLE_RATE = 44_100
@@ -299,13 +299,13 @@ class FrontEnd:
         return db.transpose(-1, -2).unsqueeze(1)
 
     def logmel(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.logmel_from_magnitude(magnitude(self.stft(wave)))
+        return self.logmel_from_magnitude(complex_magnitude(self.stft(wave)))
 
     def resynthesise(
         self, magnitude: torch.Tensor, like: torch.Tensor, length: int
     ) -> torch.Tensor:
         """Waveforms from new magnitudes with the phase of the complex STFT ``like``."""
-        phase = like / (magnitude(like) + 1e-9)
+        phase = like / (complex_magnitude(like) + 1e-9)
         return self.istft(magnitude.to(phase.dtype) * phase, length)
 
     def apply_mask(

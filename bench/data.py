@@ -45,7 +45,7 @@ from l2i_bench.audio import (
 from l2i_bench.cache import build_array, entry_lock, load_array, save_array
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import failpoint
-from l2i_bench.magnitude import magnitude
+from l2i_bench.magnitude import complex_magnitude
 from l2i_bench.types import AudioBatch, Clip
 
 
@@ -263,7 +263,7 @@ class ClipSet:
             spec, logmel = self._cached_features(idx)
         else:
             spec = self.front_end.stft(wave)
-            logmel = self.front_end.logmel_from_magnitude(magnitude(spec))
+            logmel = self.front_end.logmel_from_magnitude(complex_magnitude(spec))
         stems = {
             name: (torch.from_numpy(np.asarray(waves[idx])) * gains).to(self.front_end.device)
             for name, waves in self.stem_waves.items()

@@ -37,7 +37,7 @@ from l2i_bench.classifier import classifier_name, expand_preset
 from l2i_bench.data import ClipSet
 from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
-from l2i_bench.magnitude import magnitude
+from l2i_bench.magnitude import complex_magnitude
 from l2i_bench.options import check_options
 from l2i_bench.preflight import classifier_lines, explainer_line, training_lines
 from l2i_bench.registry import Registry
@@ -167,10 +167,10 @@ def explain_file(request: ExplainRequest, registry: Registry) -> ExplainResult:
     fig_path = out / f"{stem}.png"
     _figure(
         fig_path,
-        magnitude(batch.spec[0]),
+        complex_magnitude(batch.spec[0]),
         explanation.mask[0],
         perturb.kept_magnitude(
-            magnitude(batch.spec[0]), explanation.mask[0], explanation.mask_domain
+            complex_magnitude(batch.spec[0]), explanation.mask[0], explanation.mask_domain
         ),
         str(explanation.mask_domain),
         dataset.class_names,

@@ -26,7 +26,7 @@ EXACT_FROM = 1e-30
 """Smallest complex64 magnitude at which ``hypot`` was found equal to ``abs``."""
 
 
-def magnitude(spec: torch.Tensor) -> torch.Tensor:
+def complex_magnitude(spec: torch.Tensor) -> torch.Tensor:
     """``spec.abs()`` of a complex tensor, bit for bit, computed faster on the CPU."""
     if spec.dtype != torch.complex64 or spec.device.type != "cpu" or spec.requires_grad:
         return spec.abs()

@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from l2i_bench.magnitude import magnitude
+from l2i_bench.magnitude import complex_magnitude
 from l2i_bench.types import MaskDomain
 
 PATCH_FREQS = 16
@@ -158,9 +158,9 @@ class Spectra:
         self._bases: dict[str, torch.Tensor] = {}
 
     @property
-    def magnitude(self) -> torch.Tensor:
+    def complex_magnitude(self) -> torch.Tensor:
         if self._magnitude is None:
-            self._magnitude = magnitude(self.spec)
+            self._magnitude = complex_magnitude(self.spec)
         return self._magnitude
 
     def base(self, baseline: str = SILENCE) -> torch.Tensor:
@@ -222,8 +222,8 @@ def remove(
 
 def energy_share(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
     """Per row, ``sum |part|^2 / sum |whole|^2`` (complex spectra or magnitudes)."""
-    num = magnitude(part).double().square().flatten(1).sum(dim=1)
-    den = magnitude(whole).double().square().flatten(1).sum(dim=1)
+    num = complex_magnitude(part).double().square().flatten(1).sum(dim=1)
+    den = complex_magnitude(whole).double().square().flatten(1).sum(dim=1)
     return num / den.clamp_min(1e-30)
 
 
@@ -278,7 +278,7 @@ def _argsort(keys: torch.Tensor) -> torch.Tensor:
 
 def _row_power(spec: torch.Tensor | Spectra) -> torch.Tensor:
     """``|X|^2`` per bin in float64 ``(R, F*T)`` on the CPU."""
-    power = spec.magnitude if isinstance(spec, Spectra) else magnitude(spec)
+    power = spec.magnitude if isinstance(spec, Spectra) else complex_magnitude(spec)
     return power.double().square().flatten(1).cpu()
 
 

@@ -46,7 +46,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from l2i_bench.magnitude import magnitude
+from l2i_bench.magnitude import complex_magnitude
 from l2i_bench.types import Task
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -423,8 +423,8 @@ def relevance_ranks(mask: torch.Tensor, generator: torch.Generator) -> torch.Ten
 def oracle_ratio_mask(target_spec: torch.Tensor, interference_spec: torch.Tensor) -> torch.Tensor:
     """``|S_t|^2 / (|S_t|^2 + |S_i|^2)`` per bin: the share of the mixture's energy in a
     bin that belongs to the target stem (0.5 where both stems are silent)."""
-    t = magnitude(target_spec).square()
-    i = magnitude(interference_spec).square()
+    t = complex_magnitude(target_spec).square()
+    i = complex_magnitude(interference_spec).square()
     return (t + 1e-20) / (t + i + 2e-20)
 
 
@@ -439,7 +439,7 @@ def energy_precision_recall(
     (``rho |X|^2``) that is kept, ``sum(rho E) / sum(rho |X|^2)``. Precision is NaN for
     an all-zero mask (nothing kept, nothing to attribute).
     """
-    power = magnitude(mixture_spec).square().double()
+    power = complex_magnitude(mixture_spec).square().double()
     kept = mask.double().square() * power
     rho = ratio.double()
     hit = (rho * kept).flatten(1).sum(dim=1)

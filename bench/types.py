@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 
-from l2i_bench.magnitude import magnitude
+from l2i_bench.magnitude import complex_magnitude
 
 if TYPE_CHECKING:
     from l2i_bench.audio import FrontEnd
@@ -241,13 +241,13 @@ class AudioBatch:
     and ground-truth metrics may read them."""
 
     @property
-    def magnitude(self) -> torch.Tensor:
-        return magnitude(self.spec)
+    def complex_magnitude(self) -> torch.Tensor:
+        return complex_magnitude(self.spec)
 
     @property
     def log_magnitude(self) -> torch.Tensor:
         """``log(1 + |X|)``: the space the NMF dictionary and decoders live in."""
-        return torch.log1p(magnitude(self.spec))
+        return torch.log1p(complex_magnitude(self.spec))
 
     def __len__(self) -> int:
         return len(self.clip_ids)

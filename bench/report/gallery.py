@@ -41,7 +41,7 @@ import torch
 from matplotlib import image as mpimg
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, write_audio
-from l2i_bench.magnitude import magnitude as complex_magnitude
+from l2i_bench.magnitude import complex_magnitude
 
 FLOOR_DB = 80.0
 ROWS = 128

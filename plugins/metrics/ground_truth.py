@@ -35,7 +35,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from l2i_bench import perturb, scores
-from l2i_bench.magnitude import magnitude as complex_magnitude
+from l2i_bench.magnitude import complex_magnitude
 from l2i_bench.types import Column, ConditionSet, Direction, Evaluation, Metric, RowValues
 
 from . import _common
