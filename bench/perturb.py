@@ -158,7 +158,7 @@ class Spectra:
         self._bases: dict[str, torch.Tensor] = {}
 
     @property
-    def complex_magnitude(self) -> torch.Tensor:
+    def magnitude(self) -> torch.Tensor:
         if self._magnitude is None:
             self._magnitude = complex_magnitude(self.spec)
         return self._magnitude

@@ -241,7 +241,7 @@ class AudioBatch:
     and ground-truth metrics may read them."""
 
     @property
-    def complex_magnitude(self) -> torch.Tensor:
+    def magnitude(self) -> torch.Tensor:
         return complex_magnitude(self.spec)
 
     @property
