@@ -13,6 +13,7 @@ Everything is torch, so features are computed on the GPU when the run has one.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import librosa
@@ -21,7 +22,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from l2i_bench import perturb
+from l2i_bench import ogg, perturb
 from l2i_bench.errors import BenchError
 from l2i_bench.magnitude import complex_magnitude
 from l2i_bench.types import FeatureSpec, MaskDomain
@@ -114,7 +115,8 @@ def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:
 def write_audio(path: Path, wave: np.ndarray | torch.Tensor, *, compression: float = 0.7) -> None:
     """Write mono audio at :data:`SAMPLE_RATE`, peak-limited so it never clips: 16-bit
     WAV, or Ogg Vorbis at libsndfile's ``compression`` level when ``path`` ends in
-    ``.ogg`` (the report's small listenable copies)."""
+    ``.ogg`` (the report's small listenable copies; the same samples give the same
+    bytes, see :mod:`l2i_bench.ogg`)."""
     if isinstance(wave, torch.Tensor):
         wave = wave.detach().float().cpu().numpy()
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
@@ -123,14 +125,17 @@ def write_audio(path: Path, wave: np.ndarray | torch.Tensor, *, compression: flo
         wave = wave * (0.999 / peak)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if Path(path).suffix == ".ogg":
+        encoded = io.BytesIO()
         sf.write(
-            str(path),
+            encoded,
             wave,
             SAMPLE_RATE,
             format="OGG",
             subtype="VORBIS",
             compression_level=compression,
         )
+        # libsndfile's random stream serial would make every rebuild differ in bytes
+        Path(path).write_bytes(ogg.with_fixed_serial(encoded.getvalue()))
     else:
         sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,17 @@ def test_the_gallery_keeps_whole_folds_within_its_audio_budget(tmp_path):
     assert "1 clip(s) of later folds are left out" in html
     index = build_report(results, max_audio_seconds=1.0)  # the first fold always stays
     assert re.findall(r"<h2>fold (\d)", (index.parent / "gallery.html").read_text()) == ["1"]
+
+
+def test_a_rebuild_writes_the_same_bytes(tmp_path):
+    """Rebuilding a published report changes no file when nothing it shows changed, so
+    git history shows only real changes (Ogg serials and figure metadata are fixed)."""
+    results = _tiny_results(tmp_path)
+    report = build_report(results).parent
+    first = {p.relative_to(report): p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    assert any(name.suffix == ".ogg" for name in first)
+    shutil.rmtree(report)
+    build_report(results)
+    second = {p.relative_to(report): p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    assert second.keys() == first.keys()
+    assert [name for name in first if first[name] != second[name]] == []

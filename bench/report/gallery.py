@@ -11,7 +11,8 @@ What is ours:
 - **Audio**: Ogg Vorbis (mono, the suite's 44.1 kHz, libsndfile's quality at
   ``compression_level`` 0.7, about 50 kbit/s): a 2 s clip takes about 12 kB against
   176 kB of 16-bit WAV, so a five-fold report stays a few MB; every browser the report
-  targets plays it.
+  targets plays it. The same samples give the same bytes (:mod:`l2i_bench.ogg`), so a
+  rebuild changes no published file that did not change.
 - **Spectrograms**: the front end's ``|STFT|`` (1024/512, Hann) in dB, frequency pooled to 128 rows,
   written as small JPEGs with no axes (the page labels them); the input's, the target's
   and every interpretation's share one scale per clip, the input's peak down to 80 dB
