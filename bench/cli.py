@@ -311,8 +311,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from l2i_bench.cache import folder_lock
     from l2i_bench.report import read_board, terminal_table
     from l2i_bench.results import publish, read_cells
+    from l2i_bench.workspace import split_results_folder
 
-    load_registry().dataset(args.dataset)  # an unknown name: the list and the closest one
+    dataset, classifier = split_results_folder(args.dataset)
+    registry = load_registry()
+    registry.dataset(dataset)  # an unknown name: the list and the closest one
+    registry.classifier(classifier)
     root = Path(args.out) / args.dataset
     if not (root / "cells").is_dir() or not read_cells(args.out, args.dataset):
         raise BenchError(
@@ -557,7 +561,12 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(func=cmd_download)
 
     publish = sub.add_parser("publish", help="rebuild the CSVs from the cell files")
-    publish.add_argument("--dataset", required=True, help="dataset plugin name")
+    publish.add_argument(
+        "--dataset",
+        required=True,
+        help="dataset plugin name, or the results folder of another classifier on it "
+        "(DATASET--CLASSIFIER, e.g. synth--cnn14)",
+    )
     publish.add_argument(
         "--out",
         type=Path,

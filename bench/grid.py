@@ -3,8 +3,9 @@ stage profile the executors report), the tallies, the progress bar, the cell fil
 the publication at the end.
 
 An executor decides *where* a fold's classifier is trained and a cell is computed: in
-this process, one after the other (:mod:`l2i_bench.runner`), or as tasks on Ray workers
-(:mod:`l2i_bench.ray_executor`). Everything a reader of the output folder sees is written
+this process, one after the other (:mod:`l2i_bench.runner`), or as tasks
+(:mod:`l2i_bench.tasks`) on local worker processes (:mod:`l2i_bench.process_executor`)
+or Ray workers (:mod:`l2i_bench.ray_executor`). Everything a reader of the output folder sees is written
 here, by the one driver process: a cell file whole or not at all as soon as its cell
 returns, the manifest after every event (so a killed driver leaves its record), and the
 published CSVs once, at the end, whatever ended the run. Workers only return values.
@@ -41,7 +42,6 @@ from l2i_bench.results import (
     publish,
     read_cell,
     write_bytes_atomic,
-    write_csv_atomic,
     write_json_atomic,
 )
 from l2i_bench.types import Classifier, Dataset, Explainer, Metric
@@ -387,7 +387,6 @@ class GridLedger:
             )
             self._save()
             raise
-        _write_classifier_table(self.out, self.folder, self.quality)
         # The statistics' cost beside the run's (the README's budget: under 5 %).
         now = time.perf_counter()
         self.manifest["publish_seconds"] = round(now - publish_started, 2)
@@ -433,24 +432,3 @@ def _stored_cell(out: Path, dataset: str, fold: str, explainer: str, seed: int):
         if cell is not None and int(cell.seed) == seed:
             return cell
     return None
-
-
-def _write_classifier_table(
-    out: Path, dataset: str, quality: Mapping[str, Mapping[str, float]]
-) -> None:
-    """Merge this run's classifier quality per (fold, seed) into ``classifier.csv``."""
-    import pandas as pd
-
-    path = Path(out) / dataset / "classifier.csv"
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
-    if path.is_file():
-        try:
-            for rec in pd.read_csv(path, dtype={"fold": str}).to_dict("records"):
-                seed = int(rec.get("seed", 0)) if pd.notna(rec.get("seed", 0)) else 0
-                rows[(str(rec["fold"]), seed)] = {**rec, "seed": seed}
-        except (OSError, ValueError):
-            rows = {}
-    for key, values in quality.items():
-        fold, _, seed = key.partition("/seed-")
-        rows[(fold, int(seed))] = {"fold": fold, "seed": int(seed), **values}
-    write_csv_atomic(pd.DataFrame([rows[k] for k in sorted(rows)]), path)

@@ -467,8 +467,9 @@ def _cell_name(cell: CellResult) -> str:
 
 
 def publish(out: Path, dataset: str) -> tuple[Path, Path]:
-    """Rebuild every published file of a dataset from its cells: ``results.csv`` (long,
-    with per-cell intervals), ``instances.parquet`` (the rows behind them),
+    """Rebuild every published file of a dataset from its cells: ``classifier.csv`` (the
+    quality of the classifiers they explain), ``results.csv`` (long, with per-cell
+    intervals), ``instances.parquet`` (the rows behind them),
     ``metric_validity.csv``, ``significance.csv`` (paired tests, tied ranks),
     ``agreement.csv`` (rank agreement between columns) and ``leaderboard.csv``; all
     staged, then renamed together (:func:`commit_together`). Refuses cells of mixed
@@ -492,6 +493,7 @@ def publish(out: Path, dataset: str) -> tuple[Path, Path]:
         write_instances(*instance_table(cells, _class_names(root)), instances_tmp)
         staged.append((instances_tmp, instances_path))
         for frame, path, exact in (
+            (classifier_table(cells, root / "runs"), root / "classifier.csv", False),
             (long_table(cells), long_path, True),
             (validity, root / "metric_validity.csv", False),
             (tests, root / "significance.csv", False),
@@ -506,6 +508,51 @@ def publish(out: Path, dataset: str) -> tuple[Path, Path]:
         instances_tmp.unlink(missing_ok=True)
     (root / "comparisons.csv").unlink(missing_ok=True)  # superseded by significance.csv
     return long_path, board_path
+
+
+def classifier_table(cells: list[CellResult], runs: Path) -> pd.DataFrame:
+    """The test quality of every classifier the cells explain, one row per (fold, seed),
+    read from the run manifest in ``runs`` that trained or reloaded it, matched by the
+    weights' sha256: derived from the cells like every published file, so that cells
+    copied in from another run's folder cannot be shown beside another classifier's
+    quality. A classifier no manifest records keeps its row, quality empty and a note
+    saying which manifest to copy into ``runs/``."""
+    records: dict[str, tuple[str, dict[str, Any]]] = {}  # sha256 -> (run id, record)
+    for path in sorted(Path(runs).glob("*.json")):  # oldest first: the newest wins
+        try:
+            manifest = json.loads(path.read_text())
+            for record in manifest.get("classifier", {}).values():
+                if isinstance(record, dict) and record.get("sha256"):
+                    records[record["sha256"]] = (manifest.get("run_id", path.stem), record)
+        except (OSError, ValueError, AttributeError):
+            continue
+    rows = []
+    explained = {(c.fold, int(c.seed), c.classifier_sha256) for c in cells}
+    for fold, seed, sha in sorted(explained, key=lambda k: (fold_order(k[0]), k[1], k[2])):
+        row: dict[str, Any] = {"fold": fold, "seed": seed}
+        run_id, record = records.get(sha, ("", {}))
+        quality = record.get("test_quality") or {}
+        row.update({k: float(v) for k, v in quality.items()})
+        row["classifier_sha256"] = sha[:12]
+        row["run"] = run_id
+        row["note"] = (
+            ""
+            if quality
+            else "no manifest in runs/ records this classifier's quality: copy in the "
+            "manifest of the run that trained it"
+        )
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["fold", "seed", "classifier_sha256", "run", "note"])
+    ends = ["classifier_sha256", "run", "note"]
+    return frame[[c for c in frame.columns if c not in ends] + ends]
+
+
+def fold_order(fold: str) -> tuple[int, str]:
+    """Sort key of fold names: numbered folds in numeric order (2 before 10), named
+    folds after them."""
+    return (int(fold), fold) if fold.isdigit() else (1 << 30, fold)
 
 
 def _class_names(root: Path) -> list[str] | None:

@@ -92,6 +92,13 @@ def results_folder(dataset: str, classifier: str) -> str:
     return dataset if classifier == DEFAULT_CLASSIFIER else f"{dataset}--{classifier}"
 
 
+def split_results_folder(folder: str) -> tuple[str, str]:
+    """``(dataset, classifier)`` of a results folder's name (:func:`results_folder`'s
+    inverse): ``esc50`` is the default classifier's, ``esc50--cnn14`` CNN14's."""
+    dataset, _, classifier = folder.partition("--")
+    return dataset, classifier or DEFAULT_CLASSIFIER
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -79,6 +79,11 @@ def test_publish_of_nothing_is_an_error_not_empty_csvs(capsys, tmp_path):
     code, text = _run(capsys, "publish", "--dataset", "synth", "--out", str(tmp_path))
     assert code == 2 and f"no cells to publish under {tmp_path / 'synth' / 'cells'}" in text
     assert not (tmp_path / "synth" / "leaderboard.csv").exists()
+    # another classifier's folder is named after both, and both names are checked
+    code, text = _run(capsys, "publish", "--dataset", "synth--cnn15", "--out", str(tmp_path))
+    assert code == 2 and "unknown classifier 'cnn15' (did you mean 'cnn14'?)" in text
+    code, text = _run(capsys, "publish", "--dataset", "synth--cnn14", "--out", str(tmp_path))
+    assert code == 2 and f"no cells to publish under {tmp_path / 'synth--cnn14' / 'cells'}" in text
 
 
 def test_a_users_run_goes_to_local_results_not_the_published_folder():

@@ -43,6 +43,7 @@ from matplotlib import image as mpimg
 
 from l2i_bench.audio import SAMPLE_RATE, FrontEnd, write_audio
 from l2i_bench.magnitude import complex_magnitude
+from l2i_bench.results import fold_order
 
 FLOOR_DB = 80.0
 ROWS = 128
@@ -104,7 +105,7 @@ def collect(listen: Path, explainers: list[str], clips_per_fold: int) -> list[Ga
                         explainer=explainer_dir.name, label=label, audio=str(wav)
                     )
     chosen = []
-    for fold in sorted({f for f, _ in clips}, key=_fold_key):
+    for fold in sorted({f for f, _ in clips}, key=fold_order):
         own = [c for (f, _), c in sorted(clips.items()) if f == fold]
         plain = [c for c in own if c.condition == "test clip"][:clips_per_fold]
         mixtures = [c for c in own if c.condition != "test clip"]
@@ -197,10 +198,6 @@ def carry_over(old_report: Path, report: Path) -> list[GalleryClip]:
         clip.interpretations = interpretations
         clips.append(clip)
     return clips
-
-
-def _fold_key(fold: str) -> tuple[int, str]:
-    return (int(fold), fold) if fold.isdigit() else (10**9, fold)
 
 
 def _safe(name: str) -> str:
