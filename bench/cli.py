@@ -170,11 +170,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         cell_timeout=args.cell_timeout,
     )
-    ray_options = None
+    executor = None
     if args.executor == "ray":
         from l2i_bench.ray_executor import RayOptions
 
-        ray_options = RayOptions(
+        executor = RayOptions(
             address=args.ray_address,
             cpus=args.ray_cpus,
             gpus=args.ray_gpus,
@@ -182,8 +182,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     elif args.ray_address is not None:
         raise BenchError("--ray-address given without --executor ray", "add --executor ray")
+    if args.executor == "processes":
+        from l2i_bench.process_executor import ProcessOptions
+
+        executor = ProcessOptions(workers=args.workers)
+    elif args.workers is not None:
+        raise BenchError("--workers given without --executor processes", "add --executor processes")
     try:
-        summary = run_benchmark(config, registry, ray_options)
+        summary = run_benchmark(config, registry, executor)
         returned = time.perf_counter()
     except KeyboardInterrupt:
         print(
@@ -495,14 +501,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not build the web report (results/<dataset>/report/) at the end",
     )
     scale = run.add_argument_group(
-        "scale-out", "run the grid as Ray tasks (needs the extra: pip install 'l2i-bench[ray]')"
+        "scale-out",
+        "run folds and cells side by side: on local worker processes, or as Ray tasks "
+        "(needs the extra: pip install 'l2i-bench[ray]')",
     )
     scale.add_argument(
         "--executor",
-        choices=("sequential", "ray"),
+        choices=("sequential", "processes", "ray"),
         default="sequential",
-        help="sequential: every cell in this process (default); ray: folds and cells as "
-        "Ray tasks over processes, machines and GPUs, with the same numbers",
+        help="sequential: every cell in this process (default); processes: folds and "
+        "cells on a pool of local worker processes (one GPU or many cores); ray: as Ray "
+        "tasks over processes, machines and GPUs; the same numbers at the same --threads",
+    )
+    scale.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes of --executor processes (default: the usable cores "
+        "divided by --threads, which defaults to 1 per worker)",
     )
     scale.add_argument(
         "--ray-address",

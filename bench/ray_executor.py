@@ -1,24 +1,15 @@
 """Scale-out on Ray: the benchmark grid as a task graph over processes, machines and GPUs.
 
-Method. One Ray task per (fold, seed) trains or reloads that fold's classifier (into the
-cache) and returns its :class:`~l2i_bench.grid.FoldFacts`. As soon as one returns, the
-driver keys that fold's cells exactly as the sequential runner does, skips the finished
-ones, and submits one task per remaining cell, so cells of a ready fold run while other
-folds still train. A cell task builds the fold's workspace (clips from the audio cache,
-the classifier from the checkpoint its fold task wrote; a worker process keeps the last
-workspace it built, so consecutive cells of one fold on one worker pay that once), runs
-the runner's own :func:`~l2i_bench.runner.run_cell`, and returns the cell's JSON record
-and its listening files as bytes. The driver writes them through the same
-:class:`~l2i_bench.grid.GridLedger` as the sequential executor: it is the only process
-that writes in the output folder, each cell file whole or not at all, the published CSVs
-once at the end. Ray is the engine (scheduling, placement, retries, the object store);
-nothing here schedules by hand.
+Method. The grid's fold and cell tasks (:mod:`l2i_bench.tasks`, shared with the local
+process pool of :mod:`l2i_bench.process_executor`) run as Ray tasks; this module is the
+engine that submits them with the resources asked for, waits for them and cancels them.
+Ray is the engine (scheduling, placement, retries, the object store); nothing here
+schedules by hand.
 
-Same numbers as the sequential executor: a cell's randomness is seeded from (seed, fold,
-explainer) alone (:func:`~l2i_bench.workspace.derived_seed`), and every task fixes
-torch's thread count to its CPUs (``--threads`` when given), which on a CPU is part of
-the classifier's cache key because it changes the trained weights. Compare a Ray run
-with a sequential run at the same ``--threads``.
+Same numbers as the sequential executor: every task fixes torch's thread count to its
+CPUs (``--threads`` when given), which on a CPU is part of the classifier's cache key
+because it changes the trained weights. Compare a Ray run with a sequential run at the
+same ``--threads``.
 
 Storage. Must be the same path on every node: the data folder (``--data-dir``), the
 cache (``--cache-dir``: decoded audio, classifier checkpoints, fitted explainers; on a
@@ -26,8 +17,8 @@ node that does not see it, a cell task trains its own copy of the fold's classif
 with the same numbers on the same hardware and thread count, at the cost of the
 training), and the installed packages (l2i-bench and every plugin package, the same
 versions). Only the driver needs the output folder (``--out``). Through Ray's object
-store travel the dataset object (paths and metadata), each fold's facts, each cell's
-record (about 100 kB) and its listening audio (a few 16-bit WAVs, about 1 MB).
+store travel the dataset object (paths and metadata, put once), each fold's facts, each
+cell's record (about 100 kB) and its listening audio (a few 16-bit WAVs, about 1 MB).
 
 Faults. A task whose worker process dies (killed, out of memory, node lost) is retried
 by Ray up to ``--ray-retries`` times; an exception inside a cell is caught in the task
@@ -41,39 +32,21 @@ task also the seconds it spent getting its fold's workspace, and whether it was 
 worker's last one), and the driver's ledger keeps them in the manifest's profile
 (:mod:`l2i_bench.profiling`): task seconds, which overlap across workers.
 
-What is ours: the split into fold and cell tasks and the per-worker workspace memo.
-Cost: Ray's start (about 5 s for a local instance), and per cell the task round trip
+What is ours: the mapping of the grid's tasks onto Ray's resources and errors. Cost: Ray's start (about 5 s for a local instance), and per cell the task round trip
 plus, on a worker that last held another fold, rebuilding the workspace; measured by
-``benchmarks/bench_ray.py``.
+``benchmarks/bench_executors.py``.
 """
 
 from __future__ import annotations
 
-import copy
-import tempfile
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
-from l2i_bench.determinism import apply_determinism
 from l2i_bench.errors import BenchError
-from l2i_bench.failpoints import failpoint
-from l2i_bench.grid import (
-    FoldFacts,
-    GridLedger,
-    GridPlan,
-    RunSummary,
-    fold_facts,
-    one_line,
-    this_node,
-)
-from l2i_bench.results import CellResult
-from l2i_bench.signals import deadline
-from l2i_bench.timing import resolve_device, stopwatch
-from l2i_bench.types import Classifier, Dataset, Explainer, Metric
-from l2i_bench.workspace import FoldWorkspace, RunConfig, config_hash
+from l2i_bench.grid import GridPlan, RunSummary, one_line
+from l2i_bench.tasks import Outcome, cell_task, drive_tasks, fold_task
+from l2i_bench.workspace import RunConfig
 
 INSTALL_HINT = 'pip install "l2i-bench[ray]"  (or: pip install "ray>=2.40")'
 
@@ -136,99 +109,6 @@ def task_threads(ray_options: RayOptions, config: RunConfig) -> int:
     return int(config.threads) if config.threads else ray_options.cpus
 
 
-# -- worker side -------------------------------------------------------------------------
-
-_WORKSPACE: tuple[str, FoldWorkspace] | None = None
-"""The last workspace this worker process built, reused by its next cell of that fold."""
-
-
-def _workspace(
-    dataset: Dataset,
-    fold: str,
-    config: RunConfig,
-    architecture: type[Classifier],
-    threads: int,
-) -> tuple[FoldWorkspace, bool]:
-    """The fold's workspace, and whether it was this worker's last one (not rebuilt)."""
-    global _WORKSPACE
-    apply_determinism(threads)
-    device = resolve_device(config.device)
-    key = config_hash(
-        {
-            "dataset": dataset.name,
-            "fold": fold,
-            "config": asdict(config),
-            "device": str(device),
-            "classifier": architecture.name,
-        }
-    )
-    if _WORKSPACE is not None and _WORKSPACE[0] == key:
-        return _WORKSPACE[1], True
-    _WORKSPACE = None  # one fold's data in memory at a time
-    ws = FoldWorkspace(dataset, fold, config, device, architecture)
-    _WORKSPACE = (key, ws)
-    return ws, False
-
-
-def fold_task(
-    dataset: Dataset,
-    fold: str,
-    config: RunConfig,
-    architecture: type[Classifier],
-    explainers: Sequence[type[Explainer]],
-    threads: int,
-) -> FoldFacts:
-    """Train or reload the classifier of one (fold, seed); its facts for the driver."""
-    started = time.perf_counter()
-    ws, _ = _workspace(dataset, fold, config, architecture, threads)
-    return fold_facts(ws, explainers, this_node(), seconds=time.perf_counter() - started)
-
-
-def cell_task(
-    dataset: Dataset,
-    fold: str,
-    config: RunConfig,
-    architecture: type[Classifier],
-    explainer: type[Explainer],
-    metrics: Sequence[type[Metric]],
-    run_id: str,
-    key: str,
-    settings: dict[str, Any],
-    threads: int,
-) -> dict[str, Any]:
-    """One cell on a worker: its record, seconds, stage profile, node and listening
-    files, or its error (with the stages it finished). The error is returned, not
-    raised: Ray would retry a raised error for nothing."""
-    from l2i_bench.runner import run_cell
-
-    where = f"fold {fold} seed {config.seed} {explainer.name}"
-    node = this_node()
-    profile: dict[str, Any] = {}
-    try:
-        started = time.perf_counter()
-        ws, kept = _workspace(dataset, fold, config, architecture, threads)
-        profile["workspace"] = time.perf_counter() - started
-        profile["workspace_reused"] = kept
-        with tempfile.TemporaryDirectory(prefix="l2i-bench-listen-") as tmp:
-            with stopwatch(ws.device) as seconds, deadline(config.cell_timeout, where):
-                cell = run_cell(ws, explainer, metrics, run_id, key, settings, Path(tmp), profile)
-            listening = {
-                str(Path("listen") / path.relative_to(tmp)): path.read_bytes()
-                for path in sorted(Path(tmp).rglob("*"))
-                if path.is_file()
-            }
-    except Exception as err:
-        return {"error": one_line(err), "node": node, "profile": profile}
-    failpoint("task")
-    return {
-        "cell": cell.to_json(),
-        "seconds": seconds[0],
-        "node": node,
-        "listening": listening,
-        "profile": profile,
-    }
-
-
 # -- driver side -------------------------------------------------------------------------
 
 
@@ -247,112 +127,77 @@ def run_grid_on_ray(plan: GridPlan, ray_options: RayOptions) -> RunSummary:
             log_to_driver=True,
         )
     try:
-        return _drive(ray, plan, ray_options, threads)
+        engine = RayEngine(ray, ray_options)
+        return drive_tasks(plan, engine, engine.record(threads), threads)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _drive(ray, plan: GridPlan, ray_options: RayOptions, threads: int) -> RunSummary:
-    config, explainer_classes = plan.config, plan.explainers
-    resources = {
-        "num_cpus": ray_options.cpus,
-        "num_gpus": ray_options.gpus,
-        "max_retries": ray_options.retries,
-    }
-    remote_fold = ray.remote(fold_task).options(**resources)
-    remote_cell = ray.remote(cell_task).options(**resources)
-    executor = {
-        "name": "ray",
-        "ray_version": ray.__version__,
-        "address": ray_options.address or "local",
-        "task_resources": {"CPU": ray_options.cpus, "GPU": ray_options.gpus},
-        "task_threads": threads,
-        "retries": ray_options.retries,
-        "cluster_resources": _plain_resources(ray.cluster_resources()),
-        "cluster_nodes": [
-            {
-                "node_id": n.get("NodeID"),
-                "host": n.get("NodeManagerHostname"),
-                "address": n.get("NodeManagerAddress"),
-                "resources": _plain_resources(n.get("Resources", {})),
-            }
-            for n in ray.nodes()
-            if n.get("Alive")
-        ],
-    }
-    ledger = GridLedger(plan, executor)
-    shipped = copy.copy(plan.dataset)
-    shipped.show_progress = False  # one bar, the driver's
-    dataset_ref = ray.put(shipped)
-    seed_configs = {
-        seed: replace(config, seed=seed, show_progress=False) for seed in config.grid_seeds
-    }
-    pending: dict[Any, tuple[str, int, str | None]] = {}
-    """Ray object ref -> (fold, seed, explainer name; None for the fold's own task)."""
+class RayEngine:
+    """The :class:`~l2i_bench.tasks.TaskEngine` on Ray: every task with the resources
+    and retries of ``--ray-*``."""
 
-    def submit_cells(facts: FoldFacts) -> None:
-        for cls in explainer_classes:
-            key = ledger.pending(facts, cls)
-            if key is None:
-                continue
-            ref = remote_cell.remote(
-                dataset_ref,
-                facts.fold,
-                seed_configs[facts.seed],
-                plan.architecture,
-                cls,
-                plan.metrics,
-                ledger.run_id,
-                key,
-                plan.settings,
-                threads,
-            )
-            pending[ref] = (facts.fold, facts.seed, cls.name)
+    def __init__(self, ray, ray_options: RayOptions) -> None:
+        self.ray = ray
+        self.options = ray_options
+        resources = {
+            "num_cpus": ray_options.cpus,
+            "num_gpus": ray_options.gpus,
+            "max_retries": ray_options.retries,
+        }
+        self.remote = {
+            fold_task: ray.remote(fold_task).options(**resources),
+            cell_task: ray.remote(cell_task).options(**resources),
+        }
+        self.refs: list[Any] = []
 
-    for seed, seed_config in seed_configs.items():
-        for fold in plan.folds:
-            ref = remote_fold.remote(
-                dataset_ref, fold, seed_config, plan.architecture, explainer_classes, threads
-            )
-            pending[ref] = (fold, seed, None)
-    with ledger:
-        try:
-            while pending:
-                # a short wait keeps Ctrl-C responsive: it lands between two waits
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                for ref in done:
-                    fold, seed, name = pending.pop(ref)
-                    try:
-                        value = ray.get(ref)
-                    except ray.exceptions.RayError as err:
-                        error = _task_error(err, ray_options.retries)
-                        if name is not None:
-                            ledger.cell_failed(fold, seed, name, error)
-                            continue
-                        for cls in explainer_classes:
-                            ledger.cell_failed(
-                                fold, seed, cls.name, f"the classifier of this fold failed: {error}"
-                            )
-                        continue
-                    if name is None:
-                        ledger.fold_ready(value)
-                        submit_cells(value)
-                    elif "error" in value:
-                        ledger.cell_failed(fold, seed, name, value["error"], value.get("profile"))
-                    else:
-                        ledger.cell_done(
-                            CellResult.from_json(value["cell"]),
-                            value["seconds"],
-                            value["node"],
-                            value["listening"],
-                            value.get("profile"),
-                        )
-        except BaseException:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise
-    return ledger.summary()
+    def record(self, threads: int) -> dict[str, Any]:
+        """The executor's entry in the manifest: Ray, the task resources, the cluster."""
+        ray, options = self.ray, self.options
+        return {
+            "name": "ray",
+            "ray_version": ray.__version__,
+            "address": options.address or "local",
+            "task_resources": {"CPU": options.cpus, "GPU": options.gpus},
+            "task_threads": threads,
+            "retries": options.retries,
+            "cluster_resources": _plain_resources(ray.cluster_resources()),
+            "cluster_nodes": [
+                {
+                    "node_id": n.get("NodeID"),
+                    "host": n.get("NodeManagerHostname"),
+                    "address": n.get("NodeManagerAddress"),
+                    "resources": _plain_resources(n.get("Resources", {})),
+                }
+                for n in ray.nodes()
+                if n.get("Alive")
+            ],
+        }
+
+    def share(self, value: Any) -> Any:
+        return self.ray.put(value)
+
+    def submit(self, task: Callable[..., Any], *args: Any) -> Hashable:
+        ref = self.remote[task].remote(*args)
+        self.refs.append(ref)
+        return ref
+
+    def finished(self, timeout: float) -> list[tuple[Hashable, Outcome]]:
+        if not self.refs:
+            return []
+        done, self.refs = self.ray.wait(self.refs, num_returns=1, timeout=timeout)
+        outcomes = []
+        for ref in done:
+            try:
+                outcomes.append((ref, Outcome(value=self.ray.get(ref))))
+            except self.ray.exceptions.RayError as err:
+                outcomes.append((ref, Outcome(lost=_task_error(err, self.options.retries))))
+        return outcomes
+
+    def cancel(self) -> None:
+        for ref in self.refs:
+            self.ray.cancel(ref, force=True)
 
 
 def _task_error(err: Exception, retries: int) -> str:

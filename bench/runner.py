@@ -7,8 +7,9 @@ that seed -> each explainer is fitted on the training split and explains the tes
 (:func:`run_cell`) -> every metric plugin scores the cell -> the
 :class:`~l2i_bench.grid.GridLedger` writes the cell atomically and, at the end, rebuilds
 the published CSVs from all cells on disk. This module is the sequential executor;
-:mod:`l2i_bench.ray_executor` runs the same folds and cells as Ray tasks through the
-same ledger. A finished cell is never recomputed unless ``force`` is set or its
+:mod:`l2i_bench.process_executor` (a local process pool) and
+:mod:`l2i_bench.ray_executor` (Ray) run the same folds and cells as tasks
+(:mod:`l2i_bench.tasks`) through the same ledger. A finished cell is never recomputed unless ``force`` is set or its
 configuration changed, so an interrupted run resumes where it stopped. Every stage of a
 fold and a cell is timed on its way (:mod:`l2i_bench.profiling`; ``run --profile``).
 """
@@ -21,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,12 @@ from l2i_bench.errors import BenchError
 from l2i_bench.grid import GridLedger, GridPlan, RunSummary, fold_facts, one_line, this_node
 from l2i_bench.listening import write_listening_examples
 from l2i_bench.options import check_options
+from l2i_bench.process_executor import (
+    ProcessOptions,
+    check_process_options,
+    run_grid_in_processes,
+)
+from l2i_bench.ray_executor import RayOptions, check_ray_options, run_grid_on_ray
 from l2i_bench.registry import Registry
 from l2i_bench.results import (
     SHARED_SETTINGS,
@@ -63,9 +70,6 @@ from l2i_bench.workspace import (
     run_settings,
     seed_everything,
 )
-
-if TYPE_CHECKING:
-    from l2i_bench.ray_executor import RayOptions
 
 __all__ = ["FoldWorkspace", "RunConfig", "RunSummary", "run_benchmark"]
 
@@ -421,15 +425,19 @@ def _jsonable(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_benchmark(
-    config: RunConfig, registry: Registry, ray_options: RayOptions | None = None
+    config: RunConfig,
+    registry: Registry,
+    executor: RayOptions | ProcessOptions | None = None,
 ) -> RunSummary:
     """Run the grid and publish; safe to interrupt (Ctrl-C, SIGTERM, kill -9) and rerun.
 
     Everything that can be checked without work is checked first (plugins, folds,
     writable folders, settings of the cells already on disk); the output folder is then
     locked for the run (a second run on it waits), and a failing, invalid or hanging
-    explainer fails only its own cell. With ``ray_options`` the folds and cells run as
-    Ray tasks (:mod:`l2i_bench.ray_executor`), with the same files and numbers."""
+    explainer fails only its own cell. ``executor``: None runs every cell in this process;
+    :class:`~l2i_bench.process_executor.ProcessOptions` on a local process pool,
+    :class:`~l2i_bench.ray_executor.RayOptions` as Ray tasks; the same files and
+    numbers."""
     started = time.perf_counter()
     seeds = config.grid_seeds
     out = Path(config.out)
@@ -441,10 +449,10 @@ def run_benchmark(
     check_options(
         config.options, explainer_classes, dataset_cls, known_explainers=registry.names("explainer")
     )
-    if ray_options is not None:
-        from l2i_bench.ray_executor import check_ray_options
-
-        check_ray_options(ray_options, config)  # Ray installed, settings that can work
+    if isinstance(executor, RayOptions):
+        check_ray_options(executor, config)  # Ray installed, settings that can work
+    elif isinstance(executor, ProcessOptions):
+        check_process_options(executor)
     ensure_writable(root, "--out")
     ensure_writable(Path(config.cache_dir), "--cache-dir")
     with folder_lock(root, message=f"waiting for the run that holds {root} ({{holder}}) to finish"):
@@ -488,11 +496,11 @@ def run_benchmark(
             architecture=architecture,
         )
         with terminate_as_interrupt():
-            if ray_options is None:
-                return _run_grid(plan)
-            from l2i_bench.ray_executor import run_grid_on_ray
-
-            return run_grid_on_ray(plan, ray_options)
+            if isinstance(executor, RayOptions):
+                return run_grid_on_ray(plan, executor)
+            if isinstance(executor, ProcessOptions):
+                return run_grid_in_processes(plan, executor)
+            return _run_grid(plan)
 
 
 def _run_grid(plan: GridPlan) -> RunSummary:

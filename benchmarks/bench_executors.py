@@ -1,19 +1,21 @@
-"""What `--executor ray` buys on one machine: speed-up over the sequential runner, and
-the overhead Ray adds per cell.
+"""What the parallel executors buy on one machine: speed-up over the sequential runner,
+and what each adds per cell.
 
-The same grid (synth, ``--folds`` x ``--explainers``, every metric) runs three ways,
-each from its own empty cache so that each trains its classifiers and decodes its audio
-(the same work): sequential with one torch thread; Ray with a local instance of
-``--workers`` CPUs (one CPU and one thread per task); and Ray with a one-CPU instance,
-which does the sequential run's work one task at a time, so that its extra wall time
-over the sequential run is what Ray adds: once per run (Ray's start and stop, timed on
-their own) and per cell (the rest divided by the cells: task round trips, worker
-processes starting and importing torch, workspaces rebuilt on a worker that last held
-another fold). Non-timing numbers of the three runs are checked equal before anything
-is printed.
+The same grid (synth, ``--folds`` x ``--explainers``, every metric) runs five ways, each
+from its own empty cache so that each trains its classifiers and decodes its audio (the
+same work): sequential with one torch thread; the local process pool
+(``--executor processes``) with ``--workers`` workers and with one; Ray with a local
+instance of ``--workers`` CPUs (one CPU and one thread per task) and with one CPU. A
+one-worker run does the sequential run's work one task at a time, so its extra wall
+time over the sequential run is what the executor adds: for Ray, once per run (Ray's
+start and stop, timed on their own) and per cell (the rest divided by the cells: task
+round trips, worker processes starting and importing torch, workspaces rebuilt on a
+worker that last held another fold); for the pool, per cell all of it. Ray's rows are
+left out when the extra is not installed. Non-timing numbers of all runs are checked
+equal before anything is printed.
 
-    .venv/bin/python benchmarks/bench_ray.py            # 2 folds x 2 explainers, 24 clips
-    .venv/bin/python benchmarks/bench_ray.py --folds 1,2,3 --explainers random,saliency
+    .venv/bin/python benchmarks/bench_executors.py      # 2 folds x 2 explainers, 24 clips
+    .venv/bin/python benchmarks/bench_executors.py --folds 1,2,3 --explainers random,saliency
 
 Targets (issue 17, 2 cores): speed-up with 2 workers at least 1.6x on at least 4
 independent cells; overhead under 2 s per cell.
@@ -27,9 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import ray
 import torch
 
+from l2i_bench.process_executor import ProcessOptions
 from l2i_bench.ray_executor import RayOptions
 from l2i_bench.registry import load_registry
 from l2i_bench.results import read_cells
@@ -58,18 +60,26 @@ def main() -> None:
     explainers = args.explainers.split(",")
     cells = len(folds) * len(explainers)
 
-    started = time.perf_counter()
-    ray.init(num_cpus=1, include_dashboard=False, logging_level="WARNING")
-    ray.shutdown()
-    ray_start = time.perf_counter() - started
+    modes = {
+        "sequential, 1 thread": None,
+        f"processes, {args.workers} workers": ProcessOptions(workers=args.workers),
+        "processes, 1 worker": ProcessOptions(workers=1),
+    }
+    try:
+        import ray
+    except ImportError:
+        ray = None
+    ray_start = None
+    if ray is not None:
+        started = time.perf_counter()
+        ray.init(num_cpus=1, include_dashboard=False, logging_level="WARNING")
+        ray.shutdown()
+        ray_start = time.perf_counter() - started
+        modes[f"ray, {args.workers} workers"] = RayOptions(cpus=1, local_cpus=args.workers)
+        modes["ray, 1 worker"] = RayOptions(cpus=1, local_cpus=1)
 
     walls, outs = {}, {}
-    with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
-        modes = {
-            "sequential, 1 thread": None,
-            f"ray, {args.workers} workers": RayOptions(cpus=1, local_cpus=args.workers),
-            "ray, 1 worker": RayOptions(cpus=1, local_cpus=1),
-        }
+    with tempfile.TemporaryDirectory(prefix="bench-executors-") as tmp:
         for index, (mode, options) in enumerate(modes.items()):
             out = Path(tmp) / f"out{index}"
             config = RunConfig(
@@ -101,18 +111,21 @@ def main() -> None:
         f"grid: synth, folds {args.folds} x {args.explainers} = {cells} cells, "
         f"{args.limit} test clips, classifier {args.epochs} epochs; "
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end; "
-        f"ray {ray.__version__}, torch {torch.__version__}"
+        f"ray {ray.__version__ if ray else 'not installed'}, torch {torch.__version__}"
     )
     print(f"{'mode':<24}{'wall s':>9}{'speed-up':>10}{'added s/cell':>14}")
+    once = {"processes, 1 worker": 0.0, "ray, 1 worker": ray_start}
     for mode, wall in walls.items():
-        added = (wall - sequential - ray_start) / cells if mode == "ray, 1 worker" else None
+        added = (wall - sequential - once[mode]) / cells if mode in once else None
         shown = f"{added:>14.2f}" if added is not None else f"{'':>14}"
         print(f"{mode:<24}{wall:>9.1f}{sequential / wall:>9.2f}x{shown}")
+    if ray_start is not None:
+        print(f"Ray's start and stop, once per run (local, 1 CPU): {ray_start:.1f} s")
     print(
-        f"Ray's start and stop, once per run (local, 1 CPU): {ray_start:.1f} s; "
-        "added s/cell: the one-worker run's extra wall time less that, per cell"
+        "added s/cell: a one-worker run's extra wall time over the sequential one "
+        "(less Ray's start and stop), per cell"
     )
-    print("non-timing numbers of all three runs: equal")
+    print(f"non-timing numbers of all {len(walls)} runs: equal")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,233 @@
+"""Local scale-out without Ray: the grid's tasks on a pool of worker processes.
+
+Why: one machine with many cores, or one GPU that a single process leaves mostly idle
+(Kumar's CNN at 16 clips a batch keeps an H200 busy a small fraction of the time), runs
+a grid of folds x seeds x explainers several times faster when cells run side by side,
+and Ray, the scale-out engine for clusters, is an extra that is not everywhere (its
+wheel alone is about 80 MB). ``--executor processes --workers N`` runs the same fold
+and cell tasks as Ray (:mod:`l2i_bench.tasks`), through the same driver and ledger, on
+the standard library's :class:`concurrent.futures.ProcessPoolExecutor`.
+
+Method. ``N`` worker processes, started with ``spawn`` (a forked torch, and CUDA above
+all, is unsafe), each fixing torch to ``--threads`` threads (default 1 per worker, and
+``N`` defaults to the cores this process may use divided by that). Workers ignore
+Ctrl-C, which is the driver's to handle: it cancels what is queued, terminates the
+workers, and publishes every cell already returned. Arguments and results travel by
+pickle: plugin classes by their module path (an installed plugin package is importable
+in the workers as in the driver; ``spawn`` also passes the driver's ``sys.path``).
+
+Same numbers as the sequential executor at the same ``--threads`` (see
+:mod:`l2i_bench.tasks`; tested), and the same files: workers only return values, the
+driver writes.
+
+Faults. An exception inside a cell fails that cell; one in a fold task (the classifier
+cannot be trained) fails that fold's cells. A worker that dies (killed, out of memory)
+breaks the whole pool, as the standard library's pool is built; the engine then starts
+a new pool and resubmits every task that had not returned. The pool cannot say which
+worker ran what, so each task seen running when a worker died counts one attempt (every
+task, when none was seen running), and a task past its retries (2, ``ProcessOptions.retries``)
+fails its cell with the reason; the rest go on.
+
+What is ours: the retry rule above and the worker count. Cost: a worker's start (about
+3 s: it imports torch) and per cell the pickling of its record and audio (about 1 MB);
+on a GPU, one CUDA context per worker (about 0.5 GB of device memory each).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Hashable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+from l2i_bench.errors import BenchError
+from l2i_bench.grid import GridPlan, RunSummary, one_line, this_node
+from l2i_bench.tasks import Outcome, drive_tasks
+from l2i_bench.workspace import RunConfig
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """``--executor processes`` and its flags; recorded in the manifest, never part of a
+    cell's key."""
+
+    workers: int | None = None
+    """Worker processes (None: the usable cores divided by each worker's threads)."""
+    retries: int = 2
+    """Attempts a task may lose to a dying worker beyond its first."""
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_layout(options: ProcessOptions, config: RunConfig) -> tuple[int, int]:
+    """``(workers, torch threads per worker)``: ``--threads`` or 1 thread each, and as
+    many workers as the usable cores hold unless ``--workers`` says."""
+    threads = int(config.threads) if config.threads else 1
+    workers = options.workers or max(1, usable_cores() // threads)
+    return workers, threads
+
+
+def check_process_options(options: ProcessOptions) -> None:
+    """Settings that cannot work, refused before any work."""
+    if options.workers is not None and options.workers < 1:
+        raise BenchError(
+            f"--workers must be at least 1, got {options.workers}", "give 1 or more workers"
+        )
+    if options.retries < 0:
+        raise BenchError(f"retries must be 0 or more, got {options.retries}", "give 0 or more")
+
+
+def run_grid_in_processes(plan: GridPlan, options: ProcessOptions) -> RunSummary:
+    """The grid on a local process pool; the same ledger, files and summary as the
+    sequential executor."""
+    workers, threads = worker_layout(options, plan.config)
+    engine = ProcessEngine(workers, options.retries)
+    record = {
+        "name": "processes",
+        "node": this_node(),
+        "workers": workers,
+        "task_threads": threads,
+        "start_method": "spawn",
+        "retries": options.retries,
+    }
+    try:
+        return drive_tasks(plan, engine, record, threads)
+    finally:
+        engine.close()
+
+
+def _lost_with_the_pool(future: Future) -> bool:
+    """The future's task never returned because the pool broke (or was to be cancelled
+    with it); a task's own exception is not that."""
+    if future.cancelled() or not future.done():
+        return True
+    return isinstance(future.exception(), BrokenProcessPool)
+
+
+def _ignore_interrupts() -> None:
+    """Worker initialiser: Ctrl-C reaches the whole process group, but stopping the
+    grid is the driver's job (it terminates the workers itself)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass
+class _Task:
+    function: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: Future
+    attempts: int = 1
+    seen_running: bool = False
+
+
+@dataclass
+class ProcessEngine:
+    """The :class:`~l2i_bench.tasks.TaskEngine` on a local process pool."""
+
+    workers: int
+    retries: int
+    tasks: dict[int, _Task] = field(default_factory=dict)
+    _next_id: int = 0
+    _pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_ignore_interrupts,
+        )
+
+    @property
+    def pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = self._new_pool()
+        return self._pool
+
+    def share(self, value: Any) -> Any:
+        return value
+
+    def submit(self, task: Callable[..., Any], *args: Any) -> Hashable:
+        handle = self._next_id
+        self._next_id += 1
+        self.tasks[handle] = _Task(task, args, self.pool.submit(task, *args))
+        return handle
+
+    def finished(self, timeout: float) -> list[tuple[Hashable, Outcome]]:
+        if not self.tasks:
+            return []
+        for task in self.tasks.values():
+            task.seen_running = task.seen_running or task.future.running()
+        futures = {task.future: handle for handle, task in self.tasks.items()}
+        done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        if any(_lost_with_the_pool(f) for f in done):
+            return self._after_a_worker_died()
+        return [(futures[f], self._outcome(futures[f])) for f in done]
+
+    def _outcome(self, handle: int) -> Outcome:
+        future = self.tasks.pop(handle).future
+        error = future.exception()
+        if error is not None:
+            return Outcome(lost=one_line(error))
+        return Outcome(value=future.result())
+
+    def _after_a_worker_died(self) -> list[tuple[Hashable, Outcome]]:
+        """The pool is broken: report what returned before, charge an attempt to the
+        tasks that may have been running, resubmit the rest on a new pool."""
+        assert self._pool is not None
+        # a broken pool fails every pending future itself; waiting settles them all
+        self._pool.shutdown(wait=True)
+        self._pool = None
+        outcomes = []
+        lost = []
+        for handle, task in list(self.tasks.items()):
+            if _lost_with_the_pool(task.future):
+                lost.append(handle)
+            else:
+                outcomes.append((handle, self._outcome(handle)))
+        charged = [h for h in lost if self.tasks[h].seen_running] or lost
+        for handle in lost:
+            task = self.tasks[handle]
+            if handle in charged:
+                task.attempts += 1
+            if task.attempts > self.retries + 1:
+                del self.tasks[handle]
+                outcomes.append(
+                    (
+                        handle,
+                        Outcome(
+                            lost=f"a worker process died while it ran, {task.attempts - 1} "
+                            "time(s); out of memory or killed? (fix: check the memory "
+                            "each worker needs, or use fewer --workers)"
+                        ),
+                    )
+                )
+                continue
+            task.seen_running = False
+            task.future = self.pool.submit(task.function, *task.args)
+        return outcomes
+
+    def cancel(self) -> None:
+        """Drop what is queued and terminate the workers (they ignore Ctrl-C)."""
+        if self._pool is None:
+            return
+        for task in self.tasks.values():
+            task.future.cancel()
+        # the standard library's pool has no public way to stop a running task
+        for process in list(getattr(self._pool, "_processes", {}).values()):
+            process.terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

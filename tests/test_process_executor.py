@@ -1,0 +1,287 @@
+"""`--executor processes`: the grid on a local pool of worker processes gives the
+sequential executor's numbers and files, fails only a raising cell, survives a killed
+worker, stops on Ctrl-C, and refuses settings that cannot work.
+
+The grids use the tiny synth and cheap plugins of ``fault_plugins`` (2 folds x 2
+explainers, one of them learned and cached), plus one grid of a real explainer and every
+metric. Every run starts its own pool: workers are spawned (about 3 s each: torch's
+import) and take the test's environment, the failpoints included, when they start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from fault_plugins import registry, tiny_config
+
+from l2i_bench.errors import BenchError
+from l2i_bench.failpoints import ENV, ONCE_ENV
+from l2i_bench.process_executor import ProcessOptions, worker_layout
+from l2i_bench.registry import load_registry
+from l2i_bench.results import read_cells
+from l2i_bench.runner import RunConfig, run_benchmark
+
+pytestmark = pytest.mark.xdist_group("processes")
+TESTS = Path(__file__).resolve().parent
+TWO = ProcessOptions(workers=2)
+
+
+def _config(synth_dir, out, cache, **kw) -> RunConfig:
+    """The tiny synth on folds 1 and 2, one listening example per cell."""
+    return tiny_config(synth_dir, out, cache, **{"folds": ["1", "2"], "listen": 1, **kw})
+
+
+def _values(out: Path, dataset: str) -> dict:
+    """Every non-timing value of every cell, and the per-row values behind them."""
+    values = {}
+    for cell in read_cells(out, dataset):
+        key = (cell.fold, int(cell.seed), cell.explainer)
+        scores = {s.column: (s.value, s.n, s.note) for s in cell.scores if s.metric != "timing"}
+        timing = {s.column for s in cell.scores if s.metric == "timing"}
+        rows = {
+            column: packed["values"]
+            for column, packed in cell.rows.get("columns", {}).items()
+            if column not in timing
+        }
+        values[key] = (cell.config_key, cell.classifier_sha256, scores, rows)
+    return values
+
+
+def _listening(out: Path, dataset: str) -> dict[str, bytes]:
+    root = out / dataset / "listen"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.wav"))}
+
+
+def _children() -> set[int]:
+    """Live worker processes of this one (Linux /proc), to see that none is left; the
+    multiprocessing resource tracker, which lives as long as this process, is not one."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        alive = int(fields[1]) == os.getpid() and fields[0] != "Z"
+        if alive and b"resource_tracker" not in command:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _workers_import_the_test_plugins(monkeypatch):
+    """Workers unpickle the test plugins' classes by module name, as they import an
+    installed plugin package; no failpoint unless a test sets one."""
+    paths = [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    monkeypatch.delenv(ENV, raising=False)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sequential(synth_dir, tmp_path_factory) -> Path:
+    """The reference: the same grid, sequential, one torch thread (as each worker)."""
+    root = tmp_path_factory.mktemp("sequential")
+    threads = torch.get_num_threads()
+    try:
+        run_benchmark(_config(synth_dir, root / "out", root / "cache"), registry())
+    finally:
+        torch.set_num_threads(threads)
+    return root / "out"
+
+
+def test_processes_give_the_sequential_numbers_and_files(synth_dir, tmp_path, sequential):
+    out = tmp_path / "out"
+    # its own cache: every classifier and fit is made again in the workers
+    summary = run_benchmark(_config(synth_dir, out, tmp_path / "cache"), registry(), TWO)
+    assert sorted(summary.computed) == [(f, e) for f in ("1", "2") for e in ("profile", "random")]
+    assert summary.failed == []
+    expected = _values(sequential, "synth-tiny")
+    assert len(expected) == 4
+    assert _values(out, "synth-tiny") == expected
+    assert len(_listening(sequential, "synth-tiny")) >= 4
+    assert _listening(out, "synth-tiny") == _listening(sequential, "synth-tiny")
+    manifest = json.loads(summary.manifest.read_text())
+    assert manifest["status"] == "finished"
+    executor = manifest["executor"]
+    assert (executor["name"], executor["workers"], executor["task_threads"]) == (
+        "processes",
+        2,
+        1,
+    )
+    assert manifest["profile"]["executor"] == "processes"
+    cell = manifest["profile"]["cells"]["1/seed-0/profile"]
+    assert cell["status"] == "done" and isinstance(cell["workspace_reused"], bool)
+    assert not _children(), "a worker process was left running"
+
+    # Finished cells are skipped on a rerun, and --force recomputes them.
+    again = run_benchmark(_config(synth_dir, out, tmp_path / "cache"), registry(), TWO)
+    assert (again.computed, len(again.skipped)) == ([], 4)
+    forced = run_benchmark(
+        _config(synth_dir, out, tmp_path / "cache", force=True, explainers=["random"]),
+        registry(),
+        TWO,
+    )
+    assert sorted(forced.computed) == [("1", "random"), ("2", "random")]
+    assert _values(out, "synth-tiny") == expected
+
+
+def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential):
+    out = tmp_path / "out"
+    summary = run_benchmark(
+        _config(
+            synth_dir,
+            out,
+            sequential.parent / "cache",
+            folds=["1"],
+            explainers=["random", "raising"],
+        ),
+        registry(),
+        TWO,
+    )
+    [(fold, seed, name, error)] = summary.failed
+    assert (fold, seed, name) == ("1", 0, "raising")
+    assert "boom inside the plugin" in error
+    assert summary.computed == [("1", "random")]
+    board = (out / "synth-tiny" / "leaderboard.csv").read_text()
+    assert "random" in board and "raising" not in board
+    ours = _values(out, "synth-tiny")[("1", 0, "random")]
+    assert ours == _values(sequential, "synth-tiny")[("1", 0, "random")]
+    assert json.loads(summary.manifest.read_text())["status"] == "finished, 1 cell(s) failed"
+
+
+def test_real_explainers_and_metrics_match_sequential(synth_dir, tmp_path):
+    """A built-in explainer and every metric: saliency (gradients) on the real synth,
+    fold 1, one worker reusing the sequential run's classifier."""
+    reg = load_registry()
+    base = dict(
+        dataset="synth",
+        folds=["1"],
+        explainers=["saliency"],
+        limit=3,
+        classifier={"epochs": 1, "width": 0.125},
+        listen=0,
+    )
+    threads = torch.get_num_threads()
+    try:
+        run_benchmark(_config(synth_dir, tmp_path / "seq", tmp_path / "c1", **base), reg)
+    finally:
+        torch.set_num_threads(threads)
+    run_benchmark(
+        _config(synth_dir, tmp_path / "pool", tmp_path / "c1", **base),
+        reg,
+        ProcessOptions(workers=1),
+    )
+    expected = _values(tmp_path / "seq", "synth")
+    assert len(expected) == 1
+    assert sum(len(scores) for _, _, scores, _ in expected.values()) > 40
+    assert _values(tmp_path / "pool", "synth") == expected
+
+
+def test_a_worker_killed_in_a_cell_is_retried_to_the_same_numbers(
+    synth_dir, tmp_path, sequential, monkeypatch
+):
+    fired = tmp_path / "failpoint-fired"
+    monkeypatch.setenv(ENV, "task=KILL")  # SIGKILL of the worker, cell computed, not returned
+    monkeypatch.setenv(ONCE_ENV, str(fired))
+    out = tmp_path / "out"
+    summary = run_benchmark(_config(synth_dir, out, sequential.parent / "cache"), registry(), TWO)
+    assert fired.exists(), "no worker was killed: the failpoint did not fire"
+    assert summary.failed == []
+    assert len(summary.computed) == 4
+    assert _values(out, "synth-tiny") == _values(sequential, "synth-tiny")
+
+
+def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
+    synth_dir, tmp_path, sequential, monkeypatch
+):
+    monkeypatch.setenv(ENV, "task=KILL")  # no ONCE marker: every attempt dies
+    summary = run_benchmark(
+        _config(
+            synth_dir,
+            tmp_path / "out",
+            sequential.parent / "cache",
+            folds=["1"],
+            explainers=["random"],
+        ),
+        registry(),
+        ProcessOptions(workers=1, retries=1),
+    )
+    assert summary.computed == []
+    [(fold, seed, name, error)] = summary.failed
+    assert (fold, seed, name) == ("1", 0, "random")
+    assert "died while it ran, 2 time(s)" in error and "--workers" in error
+    assert not _children()
+
+
+def test_ctrl_c_on_the_driver_stops_the_workers_and_keeps_finished_cells(synth_dir, tmp_path):
+    """`hanging` sleeps for an hour in its worker; Ctrl-C once `random` is on disk."""
+    out = tmp_path / "out"
+    cell = out / "synth-tiny" / "cells" / "fold-1" / "seed-0" / "random.json"
+
+    def interrupt_when_random_is_written():
+        deadline = time.monotonic() + 240
+        while not cell.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_random_is_written, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(
+            _config(
+                synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "hanging"]
+            ),
+            registry(),
+            TWO,
+        )
+    assert time.monotonic() - started < 200, "the hanging task was not stopped"
+    assert cell.is_file()
+    [manifest] = [json.loads(p.read_text()) for p in (out / "synth-tiny" / "runs").glob("*.json")]
+    assert manifest["status"].startswith("interrupted")
+    assert (out / "synth-tiny" / "leaderboard.csv").is_file()  # what finished is published
+    deadline = time.monotonic() + 10
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _children(), "a worker process was left running"
+
+
+def test_worker_layout_follows_threads_and_cores(monkeypatch):
+    monkeypatch.setattr("l2i_bench.process_executor.usable_cores", lambda: 16)
+
+    def layout(workers, threads):
+        config = RunConfig(dataset="synth", explainers=["random"], threads=threads)
+        return worker_layout(ProcessOptions(workers=workers), config)
+
+    assert layout(None, None) == (16, 1)  # one thread a worker, one worker a core
+    assert layout(None, 4) == (4, 4)
+    assert layout(None, 32) == (1, 32)
+    assert layout(3, 2) == (3, 2)
+
+
+def test_settings_that_cannot_work_are_refused_before_any_work(synth_dir, tmp_path):
+    with pytest.raises(BenchError, match="--workers must be at least 1"):
+        run_benchmark(
+            _config(synth_dir, tmp_path / "out", tmp_path / "cache"),
+            registry(),
+            ProcessOptions(workers=0),
+        )
+    assert not (tmp_path / "out").exists()
+    cli = [sys.executable, "-m", "l2i_bench.cli", "run", "--dataset", "synth"]
+    result = subprocess.run([*cli, "--workers", "2"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "--workers given without --executor processes" in result.stderr
+    assert "add --executor processes" in result.stderr
