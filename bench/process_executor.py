@@ -24,11 +24,13 @@ Faults. An exception inside a cell fails that cell; one in a fold task (the clas
 cannot be trained) fails that fold's cells. A worker that dies (killed, out of memory)
 breaks the whole pool, as the standard library's pool is built; the engine then starts
 a new pool and resubmits every task that had not returned. The pool cannot say which
-worker ran what, so each task seen running when a worker died counts one attempt (every
-task, when none was seen running), and a task past its retries (2, ``ProcessOptions.retries``)
-fails its cell with the reason; the rest go on.
+worker ran what, and it holds only as many tasks as it has workers (the rest wait in
+the engine, cells of ready folds first), so every task it held counts one attempt, and
+a task past its retries (2, ``ProcessOptions.retries``) fails its cell with the
+reason; the rest go on.
 
-What is ours: the retry rule above and the worker count. Cost: a worker's start (about
+What is ours: the queue in front of the pool (cells of ready folds first), the retry
+rule above and the worker count. Cost: a worker's start (about
 3 s: it imports torch) and per cell the pickling of its record and audio (about 1 MB);
 on a GPU, one CUDA context per worker (about 0.5 GB of device memory each).
 """
@@ -46,7 +48,7 @@ from typing import Any
 
 from l2i_bench.errors import BenchError
 from l2i_bench.grid import GridPlan, RunSummary, one_line, this_node
-from l2i_bench.tasks import Outcome, drive_tasks
+from l2i_bench.tasks import Outcome, cell_task, drive_tasks
 from l2i_bench.workspace import RunConfig
 
 
@@ -124,32 +126,36 @@ def _ignore_interrupts() -> None:
 class _Task:
     function: Callable[..., Any]
     args: tuple[Any, ...]
-    future: Future
-    attempts: int = 1
-    seen_running: bool = False
+    future: Future | None = None
+    """None while the task waits in the engine's own queue."""
+    attempts: int = 0
 
 
 @dataclass
 class ProcessEngine:
-    """The :class:`~l2i_bench.tasks.TaskEngine` on a local process pool."""
+    """The :class:`~l2i_bench.tasks.TaskEngine` on a local process pool.
+
+    The pool holds at most ``workers`` tasks, so each one it holds is running (its
+    own queue would hand tasks to workers first come, first served); the rest wait
+    here, and cells go before fold tasks: a worker keeps the last fold's workspace,
+    so the cells of the fold it just made run on it without rebuilding it, and a
+    ready fold's cells do not wait behind the training of every other fold."""
 
     workers: int
     retries: int
     tasks: dict[int, _Task] = field(default_factory=dict)
+    waiting: list[int] = field(default_factory=list)
     _next_id: int = 0
     _pool: ProcessPoolExecutor | None = None
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_ignore_interrupts,
-        )
 
     @property
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = self._new_pool()
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_ignore_interrupts,
+            )
         return self._pool
 
     def share(self, value: Any) -> Any:
@@ -158,15 +164,30 @@ class ProcessEngine:
     def submit(self, task: Callable[..., Any], *args: Any) -> Hashable:
         handle = self._next_id
         self._next_id += 1
-        self.tasks[handle] = _Task(task, args, self.pool.submit(task, *args))
+        self.tasks[handle] = _Task(task, args)
+        self.waiting.append(handle)
+        self._fill()
         return handle
 
+    def _fill(self) -> None:
+        """Hand waiting tasks to free workers, cells first, each kind in order."""
+        running = sum(1 for t in self.tasks.values() if t.future is not None)
+        while running < self.workers and self.waiting:
+            cells = [h for h in self.waiting if self.tasks[h].function is cell_task]
+            handle = cells[0] if cells else self.waiting[0]
+            self.waiting.remove(handle)
+            task = self.tasks[handle]
+            task.attempts += 1
+            task.future = self.pool.submit(task.function, *task.args)
+            running += 1
+
     def finished(self, timeout: float) -> list[tuple[Hashable, Outcome]]:
-        if not self.tasks:
+        # Filled here rather than when a task ends: the driver answers a finished
+        # fold with its cells, which must not find the freed worker taken by a fold.
+        self._fill()
+        futures = {t.future: h for h, t in self.tasks.items() if t.future is not None}
+        if not futures:
             return []
-        for task in self.tasks.values():
-            task.seen_running = task.seen_running or task.future.running()
-        futures = {task.future: handle for handle, task in self.tasks.items()}
         done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
         if any(_lost_with_the_pool(f) for f in done):
             return self._after_a_worker_died()
@@ -174,53 +195,53 @@ class ProcessEngine:
 
     def _outcome(self, handle: int) -> Outcome:
         future = self.tasks.pop(handle).future
+        assert future is not None
         error = future.exception()
         if error is not None:
             return Outcome(lost=one_line(error))
         return Outcome(value=future.result())
 
     def _after_a_worker_died(self) -> list[tuple[Hashable, Outcome]]:
-        """The pool is broken: report what returned before, charge an attempt to the
-        tasks that may have been running, resubmit the rest on a new pool."""
+        """The pool is broken: report what returned before it broke; every task it was
+        running has used an attempt, and goes back to the front of the queue unless it
+        has used them all."""
         assert self._pool is not None
         # a broken pool fails every pending future itself; waiting settles them all
         self._pool.shutdown(wait=True)
         self._pool = None
         outcomes = []
-        lost = []
+        again = []
         for handle, task in list(self.tasks.items()):
-            if _lost_with_the_pool(task.future):
-                lost.append(handle)
-            else:
+            if task.future is None:
+                continue
+            if not _lost_with_the_pool(task.future):
                 outcomes.append((handle, self._outcome(handle)))
-        charged = [h for h in lost if self.tasks[h].seen_running] or lost
-        for handle in lost:
-            task = self.tasks[handle]
-            if handle in charged:
-                task.attempts += 1
-            if task.attempts > self.retries + 1:
+            elif task.attempts > self.retries:
                 del self.tasks[handle]
                 outcomes.append(
                     (
                         handle,
                         Outcome(
-                            lost=f"a worker process died while it ran, {task.attempts - 1} "
+                            lost=f"a worker process died while it ran, {task.attempts} "
                             "time(s); out of memory or killed? (fix: check the memory "
                             "each worker needs, or use fewer --workers)"
                         ),
                     )
                 )
-                continue
-            task.seen_running = False
-            task.future = self.pool.submit(task.function, *task.args)
+            else:
+                task.future = None
+                again.append(handle)
+        self.waiting[:0] = again
         return outcomes
 
     def cancel(self) -> None:
-        """Drop what is queued and terminate the workers (they ignore Ctrl-C)."""
+        """Drop what waits and terminate the workers (they ignore Ctrl-C)."""
+        self.waiting.clear()
         if self._pool is None:
             return
         for task in self.tasks.values():
-            task.future.cancel()
+            if task.future is not None:
+                task.future.cancel()
         # the standard library's pool has no public way to stop a running task
         for process in list(getattr(self._pool, "_processes", {}).values()):
             process.terminate()

@@ -16,6 +16,7 @@ equal before anything is printed.
 
     .venv/bin/python benchmarks/bench_executors.py      # 2 folds x 2 explainers, 24 clips
     .venv/bin/python benchmarks/bench_executors.py --folds 1,2,3 --explainers random,saliency
+    .venv/bin/python benchmarks/bench_executors.py --executors processes --workers 1
 
 Targets (issue 17, 2 cores): speed-up with 2 workers at least 1.6x on at least 4
 independent cells; overhead under 2 s per cell.
@@ -53,6 +54,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--executors",
+        default="processes,ray",
+        help="which to time beside the sequential runner (1 --workers: only the "
+        "one-worker rows, which measure what an executor adds per cell)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     registry = load_registry()
@@ -60,22 +67,24 @@ def main() -> None:
     explainers = args.explainers.split(",")
     cells = len(folds) * len(explainers)
 
-    modes = {
-        "sequential, 1 thread": None,
-        f"processes, {args.workers} workers": ProcessOptions(workers=args.workers),
-        "processes, 1 worker": ProcessOptions(workers=1),
-    }
+    executors = args.executors.split(",")
+    modes: dict[str, ProcessOptions | RayOptions | None] = {"sequential, 1 thread": None}
+    if "processes" in executors:
+        if args.workers > 1:
+            modes[f"processes, {args.workers} workers"] = ProcessOptions(workers=args.workers)
+        modes["processes, 1 worker"] = ProcessOptions(workers=1)
     try:
         import ray
     except ImportError:
         ray = None
     ray_start = None
-    if ray is not None:
+    if ray is not None and "ray" in executors:
         started = time.perf_counter()
         ray.init(num_cpus=1, include_dashboard=False, logging_level="WARNING")
         ray.shutdown()
         ray_start = time.perf_counter() - started
-        modes[f"ray, {args.workers} workers"] = RayOptions(cpus=1, local_cpus=args.workers)
+        if args.workers > 1:
+            modes[f"ray, {args.workers} workers"] = RayOptions(cpus=1, local_cpus=args.workers)
         modes["ray, 1 worker"] = RayOptions(cpus=1, local_cpus=1)
 
     walls, outs = {}, {}

@@ -139,6 +139,25 @@ def test_processes_give_the_sequential_numbers_and_files(synth_dir, tmp_path, se
     assert _values(out, "synth-tiny") == expected
 
 
+def test_a_ready_folds_cells_run_before_the_next_folds_training(synth_dir, tmp_path, sequential):
+    """One worker: fold 1's classifier, then fold 1's cells on the workspace the worker
+    kept, then fold 2 (a first-come queue would train fold 2 first and rebuild fold 1's
+    workspace for its cells)."""
+    summary = run_benchmark(
+        _config(synth_dir, tmp_path / "out", sequential.parent / "cache"),
+        registry(),
+        ProcessOptions(workers=1),
+    )
+    manifest = json.loads(summary.manifest.read_text())
+    cells = manifest["profile"]["cells"]
+    assert len(cells) == 4
+    assert {key: cell["workspace_reused"] for key, cell in cells.items()} == {
+        f"{f}/seed-0/{e}": True for f in "12" for e in ("profile", "random")
+    }
+    order = [(fold, name) for fold, _, name, _ in manifest["cells"]["computed"]]
+    assert [fold for fold, _ in order] == ["1", "1", "2", "2"]
+
+
 def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential):
     out = tmp_path / "out"
     summary = run_benchmark(
