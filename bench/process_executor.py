@@ -12,7 +12,8 @@ Method. ``N`` worker processes, started with ``spawn`` (a forked torch, and CUDA
 all, is unsafe), each fixing torch to ``--threads`` threads (default 1 per worker, and
 ``N`` defaults to the cores this process may use divided by that). Workers ignore
 Ctrl-C, which is the driver's to handle: it cancels what is queued, terminates the
-workers, and publishes every cell already returned. Arguments and results travel by
+workers, and publishes every cell already returned; a driver killed outright takes its
+workers with it (Linux's parent-death signal). Arguments and results travel by
 pickle: plugin classes by their module path (an installed plugin package is importable
 in the workers as in the driver; ``spawn`` also passes the driver's ``sys.path``).
 
@@ -37,14 +38,18 @@ on a GPU, one CUDA context per worker (about 0.5 GB of device memory each).
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
+
+from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
 from l2i_bench.errors import BenchError
 from l2i_bench.grid import GridPlan, RunSummary, one_line, this_node
@@ -93,7 +98,7 @@ def run_grid_in_processes(plan: GridPlan, options: ProcessOptions) -> RunSummary
     """The grid on a local process pool; the same ledger, files and summary as the
     sequential executor."""
     workers, threads = worker_layout(options, plan.config)
-    engine = ProcessEngine(workers, options.retries)
+    engine = ProcessEngine(workers, options.retries, threads)
     record = {
         "name": "processes",
         "node": this_node(),
@@ -116,10 +121,27 @@ def _lost_with_the_pool(future: Future) -> bool:
     return isinstance(future.exception(), BrokenProcessPool)
 
 
-def _ignore_interrupts() -> None:
-    """Worker initialiser: Ctrl-C reaches the whole process group, but stopping the
-    grid is the driver's job (it terminates the workers itself)."""
+def _worker_start(driver: int, threads: int) -> None:
+    """Worker initialiser. Ctrl-C reaches the whole process group, but stopping the
+    grid is the driver's job (it terminates the workers itself), so workers ignore it.
+    The BLAS and OpenMP pools of numpy and scikit-learn get the worker's thread count,
+    as torch does in each task, so that N workers do not start N pools of every core.
+    A driver killed outright (kill -9, out of memory) cannot terminate them, and they
+    would hold a core or a CUDA context for good: on Linux the kernel kills a worker
+    when its driver dies (``PR_SET_PDEATHSIG``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threadpool_limits(limits=threads)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != driver:  # the driver died before the request took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -143,6 +165,7 @@ class ProcessEngine:
 
     workers: int
     retries: int
+    threads: int = 1
     tasks: dict[int, _Task] = field(default_factory=dict)
     waiting: list[int] = field(default_factory=list)
     _next_id: int = 0
@@ -154,7 +177,8 @@ class ProcessEngine:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_ignore_interrupts,
+                initializer=_worker_start,
+                initargs=(os.getpid(), self.threads),
             )
         return self._pool
 
@@ -178,7 +202,11 @@ class ProcessEngine:
             self.waiting.remove(handle)
             task = self.tasks[handle]
             task.attempts += 1
-            task.future = self.pool.submit(task.function, *task.args)
+            try:
+                task.future = self.pool.submit(task.function, *task.args)
+            except BrokenProcessPool as err:  # a worker died since the last wait
+                task.future = Future()
+                task.future.set_exception(err)
             running += 1
 
     def finished(self, timeout: float) -> list[tuple[Hashable, Outcome]]:
@@ -224,7 +252,9 @@ class ProcessEngine:
                         Outcome(
                             lost=f"a worker process died while it ran, {task.attempts} "
                             "time(s); out of memory or killed? (fix: check the memory "
-                            "each worker needs, or use fewer --workers)"
+                            "each worker needs, or use fewer --workers; a script that "
+                            "runs the grid itself needs `if __name__ == '__main__':`, "
+                            "since spawned workers import it)"
                         ),
                     )
                 )
@@ -239,16 +269,23 @@ class ProcessEngine:
         self.waiting.clear()
         if self._pool is None:
             return
-        for task in self.tasks.values():
-            if task.future is not None:
-                task.future.cancel()
-        # the standard library's pool has no public way to stop a running task
-        for process in list(getattr(self._pool, "_processes", {}).values()):
-            process.terminate()
+        # The standard library's pool has no public way to stop a running task. Shut
+        # it down first (its manager thread then fails the pending futures itself;
+        # cancelling them here first would make it fail on a cancelled one), then end
+        # the workers it had.
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = None
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
 
     def close(self) -> None:
-        if self._pool is not None:
+        """End of the grid: wait for an idle pool to stop; a pool still holding tasks
+        (the driver gave up on them) is terminated instead of waited for."""
+        if any(task.future is not None for task in self.tasks.values()):
+            self.cancel()
+        elif self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

@@ -513,24 +513,30 @@ def publish(out: Path, dataset: str) -> tuple[Path, Path]:
 def classifier_table(cells: list[CellResult], runs: Path) -> pd.DataFrame:
     """The test quality of every classifier the cells explain, one row per (fold, seed),
     read from the run manifest in ``runs`` that trained or reloaded it, matched by the
-    weights' sha256: derived from the cells like every published file, so that cells
-    copied in from another run's folder cannot be shown beside another classifier's
-    quality. A classifier no manifest records keeps its row, quality empty and a note
-    saying which manifest to copy into ``runs/``."""
-    records: dict[str, tuple[str, dict[str, Any]]] = {}  # sha256 -> (run id, record)
-    for path in sorted(Path(runs).glob("*.json")):  # oldest first: the newest wins
+    weights' sha256 (the manifest of a run that made one of these cells first, else the
+    newest): derived from the cells like every published file, so that cells copied in
+    from another run's folder cannot be shown beside another classifier's quality. A
+    classifier no manifest records keeps its row, quality empty and a note saying
+    which manifest to copy into ``runs/``."""
+    records: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # sha256 -> (run id, record)
+    for path in sorted(Path(runs).glob("*.json")):  # run ids sort by time: oldest first
         try:
             manifest = json.loads(path.read_text())
             for record in manifest.get("classifier", {}).values():
                 if isinstance(record, dict) and record.get("sha256"):
-                    records[record["sha256"]] = (manifest.get("run_id", path.stem), record)
+                    run_id = str(manifest.get("run_id", path.stem))
+                    records.setdefault(record["sha256"], []).append((run_id, record))
         except (OSError, ValueError, AttributeError):
             continue
+    made_by: dict[tuple[str, int, str], set[str]] = {}
+    for c in cells:
+        made_by.setdefault((c.fold, int(c.seed), c.classifier_sha256), set()).add(c.run_id)
     rows = []
-    explained = {(c.fold, int(c.seed), c.classifier_sha256) for c in cells}
-    for fold, seed, sha in sorted(explained, key=lambda k: (fold_order(k[0]), k[1], k[2])):
+    for fold, seed, sha in sorted(made_by, key=lambda k: (fold_order(k[0]), k[1], k[2])):
         row: dict[str, Any] = {"fold": fold, "seed": seed}
-        run_id, record = records.get(sha, ("", {}))
+        candidates = records.get(sha, [])
+        own = [c for c in candidates if c[0] in made_by[(fold, seed, sha)]]
+        run_id, record = (own or candidates or [("", {})])[-1]
         quality = record.get("test_quality") or {}
         row.update({k: float(v) for k, v in quality.items()})
         row["classifier_sha256"] = sha[:12]

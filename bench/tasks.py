@@ -215,14 +215,20 @@ def drive_tasks(
             )
             pending[handle] = (facts.fold, facts.seed, cls.name)
 
-    for seed, seed_config in seed_configs.items():
-        for fold in plan.folds:
-            handle = engine.submit(
-                fold_task, shipped, fold, seed_config, plan.architecture, explainer_classes, threads
-            )
-            pending[handle] = (fold, seed, None)
     with ledger:
         try:
+            for seed, seed_config in seed_configs.items():
+                for fold in plan.folds:
+                    handle = engine.submit(
+                        fold_task,
+                        shipped,
+                        fold,
+                        seed_config,
+                        plan.architecture,
+                        explainer_classes,
+                        threads,
+                    )
+                    pending[handle] = (fold, seed, None)
             while pending:
                 # a short wait keeps Ctrl-C responsive: it lands between two waits
                 for handle, outcome in engine.finished(timeout=1.0):

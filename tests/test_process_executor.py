@@ -21,49 +21,33 @@ from pathlib import Path
 
 import pytest
 import torch
-from fault_plugins import registry, tiny_config
+from executor_runs import (
+    cell_values,
+    grid_config,
+    listening_files,
+    run_sequential,
+    workers_environment,  # noqa: F401 (the fixture workers_import_the_test_plugins)
+)
+from fault_plugins import registry
 
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import ENV, ONCE_ENV
-from l2i_bench.process_executor import ProcessOptions, worker_layout
+from l2i_bench.process_executor import ProcessEngine, ProcessOptions, worker_layout
 from l2i_bench.registry import load_registry
-from l2i_bench.results import read_cells
 from l2i_bench.runner import RunConfig, run_benchmark
 
-pytestmark = pytest.mark.xdist_group("processes")
-TESTS = Path(__file__).resolve().parent
+pytestmark = [
+    pytest.mark.xdist_group("processes"),
+    pytest.mark.usefixtures("workers_import_the_test_plugins"),
+]
 TWO = ProcessOptions(workers=2)
 
 
-def _config(synth_dir, out, cache, **kw) -> RunConfig:
-    """The tiny synth on folds 1 and 2, one listening example per cell."""
-    return tiny_config(synth_dir, out, cache, **{"folds": ["1", "2"], "listen": 1, **kw})
-
-
-def _values(out: Path, dataset: str) -> dict:
-    """Every non-timing value of every cell, and the per-row values behind them."""
-    values = {}
-    for cell in read_cells(out, dataset):
-        key = (cell.fold, int(cell.seed), cell.explainer)
-        scores = {s.column: (s.value, s.n, s.note) for s in cell.scores if s.metric != "timing"}
-        timing = {s.column for s in cell.scores if s.metric == "timing"}
-        rows = {
-            column: packed["values"]
-            for column, packed in cell.rows.get("columns", {}).items()
-            if column not in timing
-        }
-        values[key] = (cell.config_key, cell.classifier_sha256, scores, rows)
-    return values
-
-
-def _listening(out: Path, dataset: str) -> dict[str, bytes]:
-    root = out / dataset / "listen"
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.wav"))}
-
-
-def _children() -> set[int]:
-    """Live worker processes of this one (Linux /proc), to see that none is left; the
-    multiprocessing resource tracker, which lives as long as this process, is not one."""
+def _children(parent: int | None = None) -> set[int]:
+    """Live worker processes of ``parent`` (default: this process; Linux /proc), to see
+    that none is left; the multiprocessing resource tracker, which lives as long as
+    its parent, is not one."""
+    parent = os.getpid() if parent is None else parent
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -73,47 +57,29 @@ def _children() -> set[int]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        alive = int(fields[1]) == os.getpid() and fields[0] != "Z"
+        alive = int(fields[1]) == parent and fields[0] != "Z"
         if alive and b"resource_tracker" not in command:
             found.add(int(entry.name))
     return found
 
 
-@pytest.fixture(autouse=True)
-def _workers_import_the_test_plugins(monkeypatch):
-    """Workers unpickle the test plugins' classes by module name, as they import an
-    installed plugin package; no failpoint unless a test sets one."""
-    paths = [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
-    monkeypatch.delenv(ENV, raising=False)
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sequential(synth_dir, tmp_path_factory) -> Path:
-    """The reference: the same grid, sequential, one torch thread (as each worker)."""
-    root = tmp_path_factory.mktemp("sequential")
-    threads = torch.get_num_threads()
-    try:
-        run_benchmark(_config(synth_dir, root / "out", root / "cache"), registry())
-    finally:
-        torch.set_num_threads(threads)
-    return root / "out"
+    """The reference: the same grid, sequential, one torch thread."""
+    return run_sequential(synth_dir, tmp_path_factory.mktemp("sequential"))
 
 
 def test_processes_give_the_sequential_numbers_and_files(synth_dir, tmp_path, sequential):
     out = tmp_path / "out"
     # its own cache: every classifier and fit is made again in the workers
-    summary = run_benchmark(_config(synth_dir, out, tmp_path / "cache"), registry(), TWO)
+    summary = run_benchmark(grid_config(synth_dir, out, tmp_path / "cache"), registry(), TWO)
     assert sorted(summary.computed) == [(f, e) for f in ("1", "2") for e in ("profile", "random")]
     assert summary.failed == []
-    expected = _values(sequential, "synth-tiny")
+    expected = cell_values(sequential, "synth-tiny")
     assert len(expected) == 4
-    assert _values(out, "synth-tiny") == expected
-    assert len(_listening(sequential, "synth-tiny")) >= 4
-    assert _listening(out, "synth-tiny") == _listening(sequential, "synth-tiny")
+    assert cell_values(out, "synth-tiny") == expected
+    assert len(listening_files(sequential, "synth-tiny")) >= 4
+    assert listening_files(out, "synth-tiny") == listening_files(sequential, "synth-tiny")
     manifest = json.loads(summary.manifest.read_text())
     assert manifest["status"] == "finished"
     executor = manifest["executor"]
@@ -128,15 +94,15 @@ def test_processes_give_the_sequential_numbers_and_files(synth_dir, tmp_path, se
     assert not _children(), "a worker process was left running"
 
     # Finished cells are skipped on a rerun, and --force recomputes them.
-    again = run_benchmark(_config(synth_dir, out, tmp_path / "cache"), registry(), TWO)
+    again = run_benchmark(grid_config(synth_dir, out, tmp_path / "cache"), registry(), TWO)
     assert (again.computed, len(again.skipped)) == ([], 4)
     forced = run_benchmark(
-        _config(synth_dir, out, tmp_path / "cache", force=True, explainers=["random"]),
+        grid_config(synth_dir, out, tmp_path / "cache", force=True, explainers=["random"]),
         registry(),
         TWO,
     )
     assert sorted(forced.computed) == [("1", "random"), ("2", "random")]
-    assert _values(out, "synth-tiny") == expected
+    assert cell_values(out, "synth-tiny") == expected
 
 
 def test_a_ready_folds_cells_run_before_the_next_folds_training(synth_dir, tmp_path, sequential):
@@ -144,7 +110,7 @@ def test_a_ready_folds_cells_run_before_the_next_folds_training(synth_dir, tmp_p
     kept, then fold 2 (a first-come queue would train fold 2 first and rebuild fold 1's
     workspace for its cells)."""
     summary = run_benchmark(
-        _config(synth_dir, tmp_path / "out", sequential.parent / "cache"),
+        grid_config(synth_dir, tmp_path / "out", sequential.parent / "cache"),
         registry(),
         ProcessOptions(workers=1),
     )
@@ -161,7 +127,7 @@ def test_a_ready_folds_cells_run_before_the_next_folds_training(synth_dir, tmp_p
 def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential):
     out = tmp_path / "out"
     summary = run_benchmark(
-        _config(
+        grid_config(
             synth_dir,
             out,
             sequential.parent / "cache",
@@ -177,8 +143,8 @@ def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential
     assert summary.computed == [("1", "random")]
     board = (out / "synth-tiny" / "leaderboard.csv").read_text()
     assert "random" in board and "raising" not in board
-    ours = _values(out, "synth-tiny")[("1", 0, "random")]
-    assert ours == _values(sequential, "synth-tiny")[("1", 0, "random")]
+    ours = cell_values(out, "synth-tiny")[("1", 0, "random")]
+    assert ours == cell_values(sequential, "synth-tiny")[("1", 0, "random")]
     assert json.loads(summary.manifest.read_text())["status"] == "finished, 1 cell(s) failed"
 
 
@@ -196,18 +162,18 @@ def test_real_explainers_and_metrics_match_sequential(synth_dir, tmp_path):
     )
     threads = torch.get_num_threads()
     try:
-        run_benchmark(_config(synth_dir, tmp_path / "seq", tmp_path / "c1", **base), reg)
+        run_benchmark(grid_config(synth_dir, tmp_path / "seq", tmp_path / "c1", **base), reg)
     finally:
         torch.set_num_threads(threads)
     run_benchmark(
-        _config(synth_dir, tmp_path / "pool", tmp_path / "c1", **base),
+        grid_config(synth_dir, tmp_path / "pool", tmp_path / "c1", **base),
         reg,
         ProcessOptions(workers=1),
     )
-    expected = _values(tmp_path / "seq", "synth")
+    expected = cell_values(tmp_path / "seq", "synth")
     assert len(expected) == 1
     assert sum(len(scores) for _, _, scores, _ in expected.values()) > 40
-    assert _values(tmp_path / "pool", "synth") == expected
+    assert cell_values(tmp_path / "pool", "synth") == expected
 
 
 def test_a_worker_killed_in_a_cell_is_retried_to_the_same_numbers(
@@ -217,11 +183,13 @@ def test_a_worker_killed_in_a_cell_is_retried_to_the_same_numbers(
     monkeypatch.setenv(ENV, "task=KILL")  # SIGKILL of the worker, cell computed, not returned
     monkeypatch.setenv(ONCE_ENV, str(fired))
     out = tmp_path / "out"
-    summary = run_benchmark(_config(synth_dir, out, sequential.parent / "cache"), registry(), TWO)
+    summary = run_benchmark(
+        grid_config(synth_dir, out, sequential.parent / "cache"), registry(), TWO
+    )
     assert fired.exists(), "no worker was killed: the failpoint did not fire"
     assert summary.failed == []
     assert len(summary.computed) == 4
-    assert _values(out, "synth-tiny") == _values(sequential, "synth-tiny")
+    assert cell_values(out, "synth-tiny") == cell_values(sequential, "synth-tiny")
 
 
 def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
@@ -229,7 +197,7 @@ def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
 ):
     monkeypatch.setenv(ENV, "task=KILL")  # no ONCE marker: every attempt dies
     summary = run_benchmark(
-        _config(
+        grid_config(
             synth_dir,
             tmp_path / "out",
             sequential.parent / "cache",
@@ -261,7 +229,7 @@ def test_ctrl_c_on_the_driver_stops_the_workers_and_keeps_finished_cells(synth_d
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(
-            _config(
+            grid_config(
                 synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "hanging"]
             ),
             registry(),
@@ -276,6 +244,94 @@ def test_ctrl_c_on_the_driver_stops_the_workers_and_keeps_finished_cells(synth_d
     while _children() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _children(), "a worker process was left running"
+
+
+def test_workers_die_with_a_driver_killed_outright(synth_dir, tmp_path):
+    """kill -9 of the driver while a worker runs an hour-long cell: the worker does not
+    live on (holding a core, or a GPU's memory) once its driver is gone."""
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from fault_plugins import registry, tiny_config\n"
+        "from l2i_bench.process_executor import ProcessOptions\n"
+        "from l2i_bench.runner import run_benchmark\n"
+        "if __name__ == '__main__':  # spawn imports the main module in each worker\n"
+        "    out = Path(sys.argv[1])\n"
+        "    config = tiny_config(Path(sys.argv[2]), out / 'out', out / 'cache',"
+        " explainers=['hanging'])\n"
+        "    run_benchmark(config, registry(), ProcessOptions(workers=1))\n"
+    )
+    log = tmp_path / "driver.log"
+    driver = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path), str(synth_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while not workers and time.monotonic() < deadline:
+            time.sleep(0.5)
+            workers = {pid for pid in _children(driver.pid) if b"spawn_main" in _command(pid)}
+        assert workers, f"the driver started no worker: {log.read_text()[-2000:]}"
+        # the worker trained the fold's classifier and went on to the hanging cell
+        classifiers = tmp_path / "cache" / "classifiers"
+        while not list(classifiers.glob("*.pt")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)
+        assert all(_alive(pid) for pid in workers)
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "a worker outlived its driver"
+    finally:
+        driver.kill()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)  # an orphan of a failing run: not left behind
+
+
+def _command(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_workers_blas_and_openmp_pools_get_its_thread_count(monkeypatch):
+    """Without the limit, every worker's numpy and scikit-learn pools would start a
+    thread per core (2 here), N workers oversubscribing the machine N times; the
+    environment the suite runs in (OMP_NUM_THREADS=1) is taken away to show it."""
+    from threadpoolctl import threadpool_info
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+
+    engine = ProcessEngine(workers=1, retries=0, threads=1)
+    try:
+        handle = engine.submit(threadpool_info)
+        outcomes = []
+        deadline = time.monotonic() + 120
+        while not outcomes and time.monotonic() < deadline:
+            outcomes = engine.finished(timeout=1.0)
+    finally:
+        engine.close()
+    [(returned, outcome)] = outcomes
+    assert returned == handle and outcome.lost is None
+    pools = outcome.value
+    assert pools, "no BLAS or OpenMP pool is loaded in a worker"
+    assert {pool["num_threads"] for pool in pools} == {1}
 
 
 def test_worker_layout_follows_threads_and_cores(monkeypatch):
@@ -294,7 +350,7 @@ def test_worker_layout_follows_threads_and_cores(monkeypatch):
 def test_settings_that_cannot_work_are_refused_before_any_work(synth_dir, tmp_path):
     with pytest.raises(BenchError, match="--workers must be at least 1"):
         run_benchmark(
-            _config(synth_dir, tmp_path / "out", tmp_path / "cache"),
+            grid_config(synth_dir, tmp_path / "out", tmp_path / "cache"),
             registry(),
             ProcessOptions(workers=0),
         )

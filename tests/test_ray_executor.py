@@ -20,63 +20,34 @@ from pathlib import Path
 
 import pytest
 import torch
-from fault_plugins import Sleepy, registry, tiny_config
+from executor_runs import (
+    cell_values,
+    grid_config,
+    listening_files,
+    run_sequential,
+    workers_environment,  # noqa: F401 (the fixture workers_import_the_test_plugins)
+)
+from fault_plugins import Sleepy, registry
 
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import ENV, ONCE_ENV
 from l2i_bench.profiling import timed_seconds
 from l2i_bench.registry import load_registry
-from l2i_bench.results import read_cells
-from l2i_bench.runner import RunConfig, run_benchmark
+from l2i_bench.runner import run_benchmark
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install '.[ray]')")
 from l2i_bench.ray_executor import RayOptions  # noqa: E402
 
-pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]
-TESTS = Path(__file__).resolve().parent
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.xdist_group("ray"),
+    pytest.mark.usefixtures("workers_import_the_test_plugins"),
+]
 LOCAL = RayOptions(cpus=1, local_cpus=2, retries=2)
 
 
-def _config(synth_dir, out, cache, **kw) -> RunConfig:
-    """The tiny synth on folds 1 and 2, one listening example per cell."""
-    return tiny_config(synth_dir, out, cache, **{"folds": ["1", "2"], "listen": 1, **kw})
-
-
-def _values(out: Path, dataset: str) -> dict:
-    """Every non-timing value of every cell, and the per-row values behind them."""
-    values = {}
-    for cell in read_cells(out, dataset):
-        key = (cell.fold, int(cell.seed), cell.explainer)
-        scores = {s.column: (s.value, s.n, s.note) for s in cell.scores if s.metric != "timing"}
-        timing = {s.column for s in cell.scores if s.metric == "timing"}
-        rows = {
-            column: packed["values"]
-            for column, packed in cell.rows.get("columns", {}).items()
-            if column not in timing
-        }
-        values[key] = (cell.config_key, cell.classifier_sha256, scores, rows)
-    return values
-
-
-def _listening(out: Path, dataset: str) -> dict[str, bytes]:
-    root = out / dataset / "listen"
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.wav"))}
-
-
-@pytest.fixture(autouse=True)
-def _workers_import_the_test_plugins(monkeypatch):
-    """Workers unpickle the test plugins' classes by module name, as a cluster's nodes
-    import an installed plugin package."""
-    paths = [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
-    monkeypatch.delenv(ENV, raising=False)
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
-def shared_ray(_workers_import_the_test_plugins):
+def shared_ray(workers_import_the_test_plugins):
     """One local Ray instance of 2 CPUs for the tests that need no special environment
     (its workers stay warm between runs); a run finds it and leaves it running."""
     if not ray.is_initialized():
@@ -85,7 +56,7 @@ def shared_ray(_workers_import_the_test_plugins):
 
 
 @pytest.fixture
-def own_ray(_workers_import_the_test_plugins):
+def own_ray(workers_import_the_test_plugins):
     """No Ray running: the run starts its own instance with this test's environment."""
     if ray.is_initialized():
         ray.shutdown()
@@ -103,27 +74,21 @@ def _no_ray_left_running():
 
 @pytest.fixture(scope="module")
 def sequential(synth_dir, tmp_path_factory) -> Path:
-    """The reference: the same grid, sequential, one torch thread (Ray's tasks use one)."""
-    root = tmp_path_factory.mktemp("sequential")
-    threads = torch.get_num_threads()
-    try:
-        run_benchmark(_config(synth_dir, root / "out", root / "cache"), registry())
-    finally:
-        torch.set_num_threads(threads)
-    return root / "out"
+    """The reference: the same grid, sequential, one torch thread."""
+    return run_sequential(synth_dir, tmp_path_factory.mktemp("sequential"))
 
 
 def test_ray_gives_the_sequential_numbers_and_files(synth_dir, tmp_path, sequential, shared_ray):
     out = tmp_path / "out"
     summary = run_benchmark(
-        _config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL
+        grid_config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL
     )  # its own cache: every classifier and fit is made again on the workers
     assert sorted(summary.computed) == [(f, e) for f in ("1", "2") for e in ("profile", "random")]
     assert summary.failed == []
-    expected = _values(sequential, "synth-tiny")
+    expected = cell_values(sequential, "synth-tiny")
     assert len(expected) == 4
-    assert _values(out, "synth-tiny") == expected
-    assert _listening(out, "synth-tiny") == _listening(sequential, "synth-tiny")
+    assert cell_values(out, "synth-tiny") == expected
+    assert listening_files(out, "synth-tiny") == listening_files(sequential, "synth-tiny")
     manifest = json.loads(summary.manifest.read_text())
     assert manifest["status"] == "finished"
     executor = manifest["executor"]
@@ -134,21 +99,23 @@ def test_ray_gives_the_sequential_numbers_and_files(synth_dir, tmp_path, sequent
     ]
 
     # Finished cells are skipped on a rerun, and --force recomputes them.
-    again = run_benchmark(_config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL)
+    again = run_benchmark(grid_config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL)
     assert (again.computed, len(again.skipped)) == ([], 4)
     forced = run_benchmark(
-        _config(synth_dir, out, tmp_path / "cache", force=True, explainers=["random"]),
+        grid_config(synth_dir, out, tmp_path / "cache", force=True, explainers=["random"]),
         registry(),
         LOCAL,
     )
     assert sorted(forced.computed) == [("1", "random"), ("2", "random")]
-    assert _values(out, "synth-tiny") == expected
+    assert cell_values(out, "synth-tiny") == expected
 
 
 def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential, shared_ray):
     out = tmp_path / "out"
     summary = run_benchmark(
-        _config(synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "raising"]),
+        grid_config(
+            synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "raising"]
+        ),
         registry(),
         LOCAL,
     )
@@ -158,8 +125,8 @@ def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential
     assert summary.computed == [("1", "random")]
     board = (out / "synth-tiny" / "leaderboard.csv").read_text()
     assert "random" in board and "raising" not in board
-    ours = _values(out, "synth-tiny")[("1", 0, "random")]
-    assert ours == _values(sequential, "synth-tiny")[("1", 0, "random")]
+    ours = cell_values(out, "synth-tiny")[("1", 0, "random")]
+    assert ours == cell_values(sequential, "synth-tiny")[("1", 0, "random")]
     manifest = json.loads(summary.manifest.read_text())
     assert manifest["status"] == "finished, 1 cell(s) failed"
 
@@ -168,7 +135,7 @@ def test_ray_tasks_fill_the_stage_profile(synth_dir, tmp_path, sequential, share
     """Fold and cell tasks report their stages to the driver's manifest: known sleeps
     in their stage, the workspace a cell task rebuilt, a failed cell's finished stages."""
     summary = run_benchmark(
-        _config(
+        grid_config(
             synth_dir,
             tmp_path / "out",
             sequential.parent / "cache",  # the classifier is the sequential run's
@@ -209,14 +176,14 @@ def test_real_explainers_and_metrics_match_sequential(synth_dir, tmp_path, share
     )
     threads = torch.get_num_threads()
     try:
-        run_benchmark(_config(synth_dir, tmp_path / "seq", tmp_path / "c1", **base), reg)
+        run_benchmark(grid_config(synth_dir, tmp_path / "seq", tmp_path / "c1", **base), reg)
     finally:
         torch.set_num_threads(threads)
-    run_benchmark(_config(synth_dir, tmp_path / "ray", tmp_path / "c1", **base), reg, LOCAL)
-    expected = _values(tmp_path / "seq", "synth")
+    run_benchmark(grid_config(synth_dir, tmp_path / "ray", tmp_path / "c1", **base), reg, LOCAL)
+    expected = cell_values(tmp_path / "seq", "synth")
     assert len(expected) == 1
     assert sum(len(scores) for _, _, scores, _ in expected.values()) > 40
-    assert _values(tmp_path / "ray", "synth") == expected
+    assert cell_values(tmp_path / "ray", "synth") == expected
 
 
 def test_a_worker_killed_in_a_cell_is_retried_to_the_same_numbers(
@@ -226,11 +193,11 @@ def test_a_worker_killed_in_a_cell_is_retried_to_the_same_numbers(
     monkeypatch.setenv(ENV, "task=KILL")  # SIGKILL of the worker, cell computed, not returned
     monkeypatch.setenv(ONCE_ENV, str(fired))
     out = tmp_path / "out"
-    summary = run_benchmark(_config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL)
+    summary = run_benchmark(grid_config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL)
     assert fired.exists(), "no worker was killed: the failpoint did not fire"
     assert summary.failed == []
     assert len(summary.computed) == 4
-    assert _values(out, "synth-tiny") == _values(sequential, "synth-tiny")
+    assert cell_values(out, "synth-tiny") == cell_values(sequential, "synth-tiny")
 
 
 def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
@@ -238,7 +205,7 @@ def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
 ):
     monkeypatch.setenv(ENV, "task=KILL")  # no ONCE marker: every attempt dies
     summary = run_benchmark(
-        _config(
+        grid_config(
             synth_dir, tmp_path / "out", tmp_path / "cache", folds=["1"], explainers=["random"]
         ),
         registry(),
@@ -265,7 +232,7 @@ def test_ctrl_c_on_the_driver_cancels_tasks_and_keeps_finished_cells(synth_dir, 
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(
-            _config(
+            grid_config(
                 synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "hanging"]
             ),
             registry(),
@@ -282,7 +249,7 @@ def test_ctrl_c_on_the_driver_cancels_tasks_and_keeps_finished_cells(synth_dir, 
 def test_ray_settings_that_cannot_work_are_refused_before_any_work(synth_dir, tmp_path, own_ray):
     with pytest.raises(BenchError, match="--ray-gpus"):
         run_benchmark(
-            _config(synth_dir, tmp_path / "out", tmp_path / "cache", device="cuda"),
+            grid_config(synth_dir, tmp_path / "out", tmp_path / "cache", device="cuda"),
             registry(),
             LOCAL,
         )

@@ -92,9 +92,11 @@ def test_unwritable_results_folder_is_a_clear_error(tmp_path):
 
 def test_classifier_table_follows_the_cells_not_a_stale_file(tmp_path):
     """classifier.csv is derived at publication from the classifiers the cells explain
-    (by sha256) and the run manifests that recorded them: a stale file left by another
-    classifier is replaced, and a classifier no manifest records is said to be unknown."""
+    (by sha256) and the run manifests that recorded them, the cells' own run first: a
+    stale file, a later retrained classifier and a later reload of the same weights
+    are ignored, and a classifier no manifest records is said to be unknown."""
     root = tmp_path / "d"
+    first = "20260101T000000Z-s0"
     cells = [
         make_cell(
             fold,
@@ -102,8 +104,13 @@ def test_classifier_table_follows_the_cells_not_a_stale_file(tmp_path):
             [Score("fid", "fidelity_top1", 0.5, "higher")],
             seed=seed,
             classifier_sha256=sha,
+            run_id=run,
         )
-        for fold, seed, sha in (("10", 0, "a" * 64), ("2", 0, "b" * 64), ("2", 1, "c" * 64))
+        for fold, seed, sha, run in (
+            ("10", 0, "a" * 64, first),
+            ("2", 0, "b" * 64, "a run whose manifest is not here"),
+            ("2", 1, "c" * 64, first),
+        )
     ]
     for c in cells:
         write_json_atomic(cell_path(tmp_path, "d", c.fold, c.explainer, c.seed), c.to_json())
@@ -117,9 +124,10 @@ def test_classifier_table_follows_the_cells_not_a_stale_file(tmp_path):
         path = root / "runs" / f"{run_id}.json"
         path.write_text(json.dumps({"run_id": run_id, "classifier": classifier}))
 
-    manifest("20260101T000000Z-s0", [("10", 0, "a" * 64, 0.25), ("2", 0, "b" * 64, 0.5)])
-    # a later run retrained fold 10 (another sha); the cells explain the first one
+    manifest(first, [("10", 0, "a" * 64, 0.25), ("2", 0, "b" * 64, 0.5)])
+    # later: fold 10 retrained (another sha), and the same weights reloaded elsewhere
     manifest("20260102T000000Z-s0", [("10", 0, "f" * 64, 0.99)])
+    manifest("20260103T000000Z-s0", [("10", 0, "a" * 64, 0.7)])
     pd.DataFrame({"fold": ["10"], "seed": [0], "accuracy": [0.99]}).to_csv(
         root / "classifier.csv", index=False
     )
@@ -128,6 +136,6 @@ def test_classifier_table_follows_the_cells_not_a_stale_file(tmp_path):
     assert list(zip(table["fold"], table["seed"], strict=True)) == [("2", 0), ("2", 1), ("10", 0)]
     assert list(table["accuracy"]) == ["0.5", "", "0.25"]  # read as text: one is empty
     assert list(table["classifier_sha256"]) == ["b" * 12, "c" * 12, "a" * 12]
-    assert list(table["run"]) == ["20260101T000000Z-s0", "", "20260101T000000Z-s0"]
+    assert list(table["run"]) == [first, "", first]
     assert table["note"][1].startswith("no manifest in runs/ records this classifier")
     assert table["note"][0] == table["note"][2] == ""
