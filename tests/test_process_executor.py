@@ -15,25 +15,26 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import torch
 from executor_runs import (
     cell_values,
+    check_a_killed_worker_is_retried,
+    check_a_raising_explainer_fails_only_its_cell,
+    check_a_real_explainer_and_every_metric_match,
+    check_ctrl_c_keeps_finished_cells,
     grid_config,
     listening_files,
-    run_sequential,
+    sequential_reference,  # noqa: F401 (the fixture sequential)
     workers_environment,  # noqa: F401 (the fixture workers_import_the_test_plugins)
 )
 from fault_plugins import registry
 
 from l2i_bench.errors import BenchError
-from l2i_bench.failpoints import ENV, ONCE_ENV
+from l2i_bench.failpoints import ENV
 from l2i_bench.process_executor import ProcessEngine, ProcessOptions, worker_layout
-from l2i_bench.registry import load_registry
 from l2i_bench.runner import RunConfig, run_benchmark
 
 pytestmark = [
@@ -61,12 +62,6 @@ def _children(parent: int | None = None) -> set[int]:
         if alive and b"resource_tracker" not in command:
             found.add(int(entry.name))
     return found
-
-
-@pytest.fixture(scope="module")
-def sequential(synth_dir, tmp_path_factory) -> Path:
-    """The reference: the same grid, sequential, one torch thread."""
-    return run_sequential(synth_dir, tmp_path_factory.mktemp("sequential"))
 
 
 def test_processes_give_the_sequential_numbers_and_files(synth_dir, tmp_path, sequential):
@@ -125,71 +120,17 @@ def test_a_ready_folds_cells_run_before_the_next_folds_training(synth_dir, tmp_p
 
 
 def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential):
-    out = tmp_path / "out"
-    summary = run_benchmark(
-        grid_config(
-            synth_dir,
-            out,
-            sequential.parent / "cache",
-            folds=["1"],
-            explainers=["random", "raising"],
-        ),
-        registry(),
-        TWO,
-    )
-    [(fold, seed, name, error)] = summary.failed
-    assert (fold, seed, name) == ("1", 0, "raising")
-    assert "boom inside the plugin" in error
-    assert summary.computed == [("1", "random")]
-    board = (out / "synth-tiny" / "leaderboard.csv").read_text()
-    assert "random" in board and "raising" not in board
-    ours = cell_values(out, "synth-tiny")[("1", 0, "random")]
-    assert ours == cell_values(sequential, "synth-tiny")[("1", 0, "random")]
-    assert json.loads(summary.manifest.read_text())["status"] == "finished, 1 cell(s) failed"
+    check_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential, TWO)
 
 
 def test_real_explainers_and_metrics_match_sequential(synth_dir, tmp_path):
-    """A built-in explainer and every metric: saliency (gradients) on the real synth,
-    fold 1, one worker reusing the sequential run's classifier."""
-    reg = load_registry()
-    base = dict(
-        dataset="synth",
-        folds=["1"],
-        explainers=["saliency"],
-        limit=3,
-        classifier={"epochs": 1, "width": 0.125},
-        listen=0,
-    )
-    threads = torch.get_num_threads()
-    try:
-        run_benchmark(grid_config(synth_dir, tmp_path / "seq", tmp_path / "c1", **base), reg)
-    finally:
-        torch.set_num_threads(threads)
-    run_benchmark(
-        grid_config(synth_dir, tmp_path / "pool", tmp_path / "c1", **base),
-        reg,
-        ProcessOptions(workers=1),
-    )
-    expected = cell_values(tmp_path / "seq", "synth")
-    assert len(expected) == 1
-    assert sum(len(scores) for _, _, scores, _ in expected.values()) > 40
-    assert cell_values(tmp_path / "pool", "synth") == expected
+    check_a_real_explainer_and_every_metric_match(synth_dir, tmp_path, ProcessOptions(workers=1))
 
 
 def test_a_worker_killed_in_a_cell_is_retried_to_the_same_numbers(
     synth_dir, tmp_path, sequential, monkeypatch
 ):
-    fired = tmp_path / "failpoint-fired"
-    monkeypatch.setenv(ENV, "task=KILL")  # SIGKILL of the worker, cell computed, not returned
-    monkeypatch.setenv(ONCE_ENV, str(fired))
-    out = tmp_path / "out"
-    summary = run_benchmark(
-        grid_config(synth_dir, out, sequential.parent / "cache"), registry(), TWO
-    )
-    assert fired.exists(), "no worker was killed: the failpoint did not fire"
-    assert summary.failed == []
-    assert len(summary.computed) == 4
-    assert cell_values(out, "synth-tiny") == cell_values(sequential, "synth-tiny")
+    check_a_killed_worker_is_retried(synth_dir, tmp_path, sequential, monkeypatch, TWO)
 
 
 def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
@@ -215,31 +156,7 @@ def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
 
 
 def test_ctrl_c_on_the_driver_stops_the_workers_and_keeps_finished_cells(synth_dir, tmp_path):
-    """`hanging` sleeps for an hour in its worker; Ctrl-C once `random` is on disk."""
-    out = tmp_path / "out"
-    cell = out / "synth-tiny" / "cells" / "fold-1" / "seed-0" / "random.json"
-
-    def interrupt_when_random_is_written():
-        deadline = time.monotonic() + 240
-        while not cell.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=interrupt_when_random_is_written, daemon=True).start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        run_benchmark(
-            grid_config(
-                synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "hanging"]
-            ),
-            registry(),
-            TWO,
-        )
-    assert time.monotonic() - started < 200, "the hanging task was not stopped"
-    assert cell.is_file()
-    [manifest] = [json.loads(p.read_text()) for p in (out / "synth-tiny" / "runs").glob("*.json")]
-    assert manifest["status"].startswith("interrupted")
-    assert (out / "synth-tiny" / "leaderboard.csv").is_file()  # what finished is published
+    check_ctrl_c_keeps_finished_cells(synth_dir, tmp_path, TWO)
     deadline = time.monotonic() + 10
     while _children() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -12,27 +12,24 @@ cluster's nodes take theirs from how they were started; the others share one.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import threading
-import time
-from pathlib import Path
 
 import pytest
-import torch
 from executor_runs import (
     cell_values,
+    check_a_killed_worker_is_retried,
+    check_a_raising_explainer_fails_only_its_cell,
+    check_a_real_explainer_and_every_metric_match,
+    check_ctrl_c_keeps_finished_cells,
     grid_config,
     listening_files,
-    run_sequential,
+    sequential_reference,  # noqa: F401 (the fixture sequential)
     workers_environment,  # noqa: F401 (the fixture workers_import_the_test_plugins)
 )
 from fault_plugins import Sleepy, registry
 
 from l2i_bench.errors import BenchError
-from l2i_bench.failpoints import ENV, ONCE_ENV
+from l2i_bench.failpoints import ENV
 from l2i_bench.profiling import timed_seconds
-from l2i_bench.registry import load_registry
 from l2i_bench.runner import run_benchmark
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install '.[ray]')")
@@ -72,12 +69,6 @@ def _no_ray_left_running():
         ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def sequential(synth_dir, tmp_path_factory) -> Path:
-    """The reference: the same grid, sequential, one torch thread."""
-    return run_sequential(synth_dir, tmp_path_factory.mktemp("sequential"))
-
-
 def test_ray_gives_the_sequential_numbers_and_files(synth_dir, tmp_path, sequential, shared_ray):
     out = tmp_path / "out"
     summary = run_benchmark(
@@ -111,24 +102,7 @@ def test_ray_gives_the_sequential_numbers_and_files(synth_dir, tmp_path, sequent
 
 
 def test_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential, shared_ray):
-    out = tmp_path / "out"
-    summary = run_benchmark(
-        grid_config(
-            synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "raising"]
-        ),
-        registry(),
-        LOCAL,
-    )
-    [(fold, seed, name, error)] = summary.failed
-    assert (fold, seed, name) == ("1", 0, "raising")
-    assert "boom inside the plugin" in error
-    assert summary.computed == [("1", "random")]
-    board = (out / "synth-tiny" / "leaderboard.csv").read_text()
-    assert "random" in board and "raising" not in board
-    ours = cell_values(out, "synth-tiny")[("1", 0, "random")]
-    assert ours == cell_values(sequential, "synth-tiny")[("1", 0, "random")]
-    manifest = json.loads(summary.manifest.read_text())
-    assert manifest["status"] == "finished, 1 cell(s) failed"
+    check_a_raising_explainer_fails_only_its_cell(synth_dir, tmp_path, sequential, LOCAL)
 
 
 def test_ray_tasks_fill_the_stage_profile(synth_dir, tmp_path, sequential, shared_ray):
@@ -162,42 +136,13 @@ def test_ray_tasks_fill_the_stage_profile(synth_dir, tmp_path, sequential, share
 
 
 def test_real_explainers_and_metrics_match_sequential(synth_dir, tmp_path, shared_ray):
-    """A built-in explainer and every metric: saliency (gradients) on the real synth,
-    fold 1; the Ray run reuses the sequential run's classifier (independent caches are
-    the first test's)."""
-    reg = load_registry()
-    base = dict(
-        dataset="synth",
-        folds=["1"],
-        explainers=["saliency"],
-        limit=3,
-        classifier={"epochs": 1, "width": 0.125},
-        listen=0,
-    )
-    threads = torch.get_num_threads()
-    try:
-        run_benchmark(grid_config(synth_dir, tmp_path / "seq", tmp_path / "c1", **base), reg)
-    finally:
-        torch.set_num_threads(threads)
-    run_benchmark(grid_config(synth_dir, tmp_path / "ray", tmp_path / "c1", **base), reg, LOCAL)
-    expected = cell_values(tmp_path / "seq", "synth")
-    assert len(expected) == 1
-    assert sum(len(scores) for _, _, scores, _ in expected.values()) > 40
-    assert cell_values(tmp_path / "ray", "synth") == expected
+    check_a_real_explainer_and_every_metric_match(synth_dir, tmp_path, LOCAL)
 
 
 def test_a_worker_killed_in_a_cell_is_retried_to_the_same_numbers(
     synth_dir, tmp_path, sequential, monkeypatch, own_ray
 ):
-    fired = tmp_path / "failpoint-fired"
-    monkeypatch.setenv(ENV, "task=KILL")  # SIGKILL of the worker, cell computed, not returned
-    monkeypatch.setenv(ONCE_ENV, str(fired))
-    out = tmp_path / "out"
-    summary = run_benchmark(grid_config(synth_dir, out, tmp_path / "cache"), registry(), LOCAL)
-    assert fired.exists(), "no worker was killed: the failpoint did not fire"
-    assert summary.failed == []
-    assert len(summary.computed) == 4
-    assert cell_values(out, "synth-tiny") == cell_values(sequential, "synth-tiny")
+    check_a_killed_worker_is_retried(synth_dir, tmp_path, sequential, monkeypatch, LOCAL)
 
 
 def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
@@ -218,31 +163,7 @@ def test_a_worker_that_always_dies_fails_its_cell_after_the_retries(
 
 
 def test_ctrl_c_on_the_driver_cancels_tasks_and_keeps_finished_cells(synth_dir, tmp_path, own_ray):
-    """`hanging` sleeps for an hour in its worker; Ctrl-C once `random` is on disk."""
-    out = tmp_path / "out"
-    cell = out / "synth-tiny" / "cells" / "fold-1" / "seed-0" / "random.json"
-
-    def interrupt_when_random_is_written():
-        deadline = time.monotonic() + 240
-        while not cell.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=interrupt_when_random_is_written, daemon=True).start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        run_benchmark(
-            grid_config(
-                synth_dir, out, tmp_path / "cache", folds=["1"], explainers=["random", "hanging"]
-            ),
-            registry(),
-            LOCAL,
-        )
-    assert time.monotonic() - started < 200, "the hanging task was not cancelled"
-    assert cell.is_file()
-    [manifest] = [json.loads(p.read_text()) for p in (out / "synth-tiny" / "runs").glob("*.json")]
-    assert manifest["status"].startswith("interrupted")
-    assert (out / "synth-tiny" / "leaderboard.csv").is_file()  # what finished is published
+    check_ctrl_c_keeps_finished_cells(synth_dir, tmp_path, LOCAL)
     assert not ray.is_initialized(), "the local Ray instance was left running"
 
 
