@@ -85,18 +85,42 @@ class Profile(Explainer):
         return Explanation(mask=mask, relevance=mask.mean(dim=1))
 
 
+def virtual_sleep(seconds: float) -> None:
+    """Advance ``time.perf_counter`` of this process by ``seconds`` without waiting.
+
+    The stage profile's clocks all read ``time.perf_counter``, so a virtual sleep shows
+    in exactly the stage that took it, and no machine load can move it. Installed on the
+    first call in each process (a test's own process restores the real clock with
+    ``monkeypatch``; a Ray or pool worker keeps the shifted clock, whose differences stay
+    real time plus the sleeps taken inside them)."""
+    clock = time.perf_counter
+    if not getattr(clock, "virtual", False):
+        real = clock
+        offset = [0.0]
+
+        def clock() -> float:
+            return real() + offset[0]
+
+        clock.virtual = True
+        clock.offset = offset
+        time.perf_counter = clock
+    clock.offset[0] += seconds
+
+
 class Sleepy(Explainer):
-    """Known seconds in each stage, for the stage profile: ``fit`` sleeps
-    :attr:`FIT_SECONDS`, each ``explain`` call :attr:`EXPLAIN_SECONDS`; keeps the bins
+    """Known seconds in each stage, for the stage profile: ``fit`` takes
+    :attr:`FIT_SECONDS`, each ``explain`` call :attr:`EXPLAIN_SECONDS`, on the virtual
+    clock of :func:`virtual_sleep` (far longer than any real stage of the tiny run, so a
+    sleep counted in the wrong stage cannot hide in the machine's noise); keeps the bins
     above the batch's median."""
 
     name = "sleepy"
     needs_training = True
-    FIT_SECONDS = 0.6
-    EXPLAIN_SECONDS = 0.25
+    FIT_SECONDS = 1000.0
+    EXPLAIN_SECONDS = 100.0
 
     def fit(self, train, valid):
-        time.sleep(self.FIT_SECONDS)
+        virtual_sleep(self.FIT_SECONDS)
         self.level = torch.tensor(1.0)
         return {"slept": self.FIT_SECONDS}
 
@@ -107,7 +131,7 @@ class Sleepy(Explainer):
         self.level = state["level"]
 
     def explain(self, batch, classes):
-        time.sleep(self.EXPLAIN_SECONDS)
+        virtual_sleep(self.EXPLAIN_SECONDS)
         magnitude = batch.magnitude
         median = magnitude.flatten(1).median(dim=1).values
         return Explanation(mask=(magnitude >= median[:, None, None]).float())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,8 +19,15 @@ from l2i_bench import cli
 from l2i_bench.profiling import profile_table, timed_seconds
 from l2i_bench.runner import run_benchmark
 
-SLACK = 3.0
-"""Generous upper bound on what a stage may add to a sleep (a shared, loaded machine)."""
+SLACK = 60.0
+"""Upper bound on a stage's real seconds beside its sleeps (a shared, loaded machine):
+far below :attr:`Sleepy.EXPLAIN_SECONDS`, so one sleep in the wrong stage fails."""
+
+
+@pytest.fixture(autouse=True)
+def real_clock_after(monkeypatch):
+    """Sleepy shifts ``time.perf_counter`` (its sleeps are virtual): undo it afterwards."""
+    monkeypatch.setattr(time, "perf_counter", time.perf_counter)
 
 
 def _manifest(summary) -> dict:
@@ -64,13 +72,14 @@ def test_known_sleeps_land_in_their_stages_and_a_cached_fit_is_marked_loaded(syn
     )
     # the sleeps are not counted anywhere else
     assert cell["metrics"] and sum(cell["metrics"].values()) < SLACK
-    assert cell["listening"] > 0 and cell["other"] >= 0
+    assert 0 < cell["listening"] < SLACK and 0 <= cell["other"] < SLACK
     assert timed_seconds(cell) <= cell["total"] + 0.01
     random = profile["cells"]["1/seed-0/random"]
     assert random["fit_source"] == "none" and random["fit"] < 0.5
 
     fold = profile["folds"]["1/seed-0"]
     assert fold["classifier_reused"] is False and fold["classifier"] > 0 and fold["audio"] > 0
+    assert fold["total"] < SLACK  # no explainer's sleep in the fold's stages
     stages = fold["audio"] + fold["classifier"] + fold["classifier_eval"] + fold["other"]
     assert stages == pytest.approx(fold["total"], abs=0.01)
     assert profile["run"]["setup"] > 0 and profile["run"]["publish"] > 0

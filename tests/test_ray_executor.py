@@ -126,8 +126,11 @@ def test_ray_tasks_fill_the_stage_profile(synth_dir, tmp_path, sequential, share
     assert fold["total"] >= fold["audio"] + fold["classifier"]
     cell = profile["cells"]["1/seed-0/sleepy"]
     assert (cell["status"], cell["fit_source"]) == ("done", "fitted")
-    assert Sleepy.FIT_SECONDS <= cell["fit"] < Sleepy.FIT_SECONDS + 3
-    assert Sleepy.EXPLAIN_SECONDS <= cell["explain_test"] < Sleepy.EXPLAIN_SECONDS + 3
+    # Sleepy's sleeps are virtual (tests/fault_plugins.py): 60 s of real slack is far
+    # below one explain call's 100 s, so a sleep counted in the wrong stage fails
+    assert Sleepy.FIT_SECONDS <= cell["fit"] < Sleepy.FIT_SECONDS + 60
+    assert Sleepy.EXPLAIN_SECONDS <= cell["explain_test"] < Sleepy.EXPLAIN_SECONDS + 60
+    assert sum(cell["metrics"].values()) < 60 and fold["total"] < 60
     assert cell["workspace"] >= 0 and isinstance(cell["workspace_reused"], bool)
     assert timed_seconds(cell) <= cell["total"] + 0.01
     failed = profile["cells"]["1/seed-0/raising"]
