@@ -353,7 +353,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         rerun=args.rerun,
     )
     table, path = verify(request, load_registry())
-    for line in summary_lines(table):
+    for line in summary_lines(table, published=args.results, rerun=path.parent):
         print(line)
     print(f"comparison: {path}")
     return 1 if table["status"].isin(FAILING).any() else 0

@@ -6,16 +6,24 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from cells import make_cell
 
 from l2i_bench.cli import main
 from l2i_bench.errors import BenchError
+from l2i_bench.provenance import arithmetic, cpu_identity
 from l2i_bench.registry import load_registry
 from l2i_bench.results import Score, pack_rows
 from l2i_bench.runner import RunConfig, run_benchmark
 from l2i_bench.types import RowValues
-from l2i_bench.verify import VerifyRequest, compare, published_config, verify
+from l2i_bench.verify import (
+    VerifyRequest,
+    compare,
+    describe_arithmetic,
+    published_config,
+    verify,
+)
 
 KEYS = [f"test/c{i}/0" for i in range(40)]
 
@@ -86,6 +94,7 @@ def test_verify_reruns_a_small_published_grid_and_confirms_it(synth_dir, tmp_pat
     table, path = verify(request, registry)  # fresh cache: the classifier is retrained
     assert path.is_file() and len(table) > 40
     assert set(table["status"]) == {"identical"}, table[table["status"] != "identical"]
+    assert set(table["classifier"]) == {"same"}
     # A published number no rerun reproduces (shifted by 0.5 with its rows): the CLI
     # reports it outside its interval and exits 1.
     cell_file = next((out / "synth" / "cells").glob("fold-1/seed-0/random.json"))
@@ -103,6 +112,44 @@ def test_verify_reruns_a_small_published_grid_and_confirms_it(synth_dir, tmp_pat
     assert "values compared" in printed
     assert "outside: fold 1 seed 0 random ff_prob_drop" in printed
     assert (path.parent / "verify.csv").is_file()
+    assert "retrained" not in printed
+    # Published from another machine: its classifier has other weights. The summary says
+    # which cells explain a retrained classifier, with both runs' recorded arithmetic.
+    cell["classifier_sha256"] = "0" * 64
+    cell_file.write_text(json.dumps(cell))
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    assert "1 of 1 cells explain a classifier retrained to other weights" in printed
+    here = describe_arithmetic(arithmetic())
+    assert f"published on: {here}" in printed and f"rerun on:     {here}" in printed
+    table = pd.read_csv(path.parent / "verify.csv")
+    assert set(table["classifier"]) == {"retrained"}
+
+
+def test_the_arithmetic_record_names_the_cpu_and_its_kernels():
+    cpuinfo = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core"
+        "\nflags\t\t: fpu avx2\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\n"
+    )
+    assert cpu_identity(cpuinfo) == ("AMD EPYC 9654 96-Core", "AuthenticAMD")
+    assert cpu_identity("processor : 0\nBogoMIPS : 50.00\n") == (None, None)  # ARM
+    record = {
+        "cpu": "AMD EPYC",
+        "cpu_vendor": "AuthenticAMD",
+        "torch_cpu_capability": "AVX2",
+        "torch_blas": "mkl",
+        "mkl": "2024.2",
+        "onednn": "3.12.0",
+        "numpy_simd": ["X86_V3"],
+    }
+    assert describe_arithmetic(record) == (
+        "AMD EPYC (AuthenticAMD), torch AVX2, mkl 2024.2, oneDNN 3.12.0, numpy X86_V3"
+    )
+    assert describe_arithmetic(None).startswith("not recorded")
+    # this machine's record: torch's own capability string, numpy's dispatch targets
+    here = arithmetic()
+    assert here["torch_cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256"}
+    assert here["numpy_simd"] is None or all(isinstance(t, str) for t in here["numpy_simd"])
 
 
 def test_verify_refuses_a_folder_without_a_finished_run(tmp_path):
