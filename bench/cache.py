@@ -34,6 +34,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -171,6 +172,24 @@ def _publish(tmp: Path, path: Path, key: str) -> None:
     record_path(path).unlink(missing_ok=True)  # no window where an old record meets new data
     os.replace(tmp, path)
     write_record(path, key)
+
+
+def copy_entry(source: Path, path: Path, key: str) -> str | None:
+    """Copy the recorded entry ``source`` to ``path`` (atomically, with a fresh record);
+    returns why it was not copied (``source`` fails or lacks its record under ``key``)
+    or None. Published classifiers enter and leave a cache this way."""
+    source, path = Path(source), Path(path)
+    problem = check_record(source, key)
+    if problem is not None:
+        return problem
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        shutil.copyfile(source, tmp)
+        _publish(tmp, path, key)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return None
 
 
 def save_torch(path: Path, payload: Any, key: str) -> None:

@@ -32,7 +32,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from l2i_bench.audio import FRONT_END_VERSION
-from l2i_bench.cache import discard, entry_lock, file_digest, load_torch, save_torch
+from l2i_bench.cache import (
+    copy_entry,
+    discard,
+    entry_lock,
+    file_digest,
+    load_torch,
+    save_torch,
+    warn,
+)
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError, did_you_mean
 from l2i_bench.failpoints import failpoint
@@ -250,6 +258,8 @@ class TrainedClassifier:
     reused: bool
     train_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    published: Path | None = None
+    """The published checkpoint the cache entry was copied from, if it was."""
 
     @property
     def best_validation_score(self) -> float:
@@ -652,9 +662,15 @@ def train_or_load_classifier(
     device: torch.device | str,
     show_progress: bool = True,
     architecture: type[Classifier] | None = None,
+    published: Path | None = None,
 ) -> TrainedClassifier:
     """The classifier of one (dataset, fold): from the cache if a valid checkpoint for
-    this data and config exists, else trained and cached.
+    this data and config exists, else from the folder of ``published`` checkpoints (a
+    results folder's ``classifiers/``, copied into the cache), else trained and cached.
+
+    Why a published checkpoint comes before training: a retrain is bit-identical only on
+    the same arithmetic (:func:`l2i_bench.provenance.arithmetic`), so a board extended
+    on another machine must explain the weights its cells explain, not a retrain of them.
 
     ``cache_key`` must identify the data (dataset fingerprint and fold); the config
     hash is appended, so ``cache_dir/classifiers/{cache_key}-{hash}.pt`` changes with
@@ -694,7 +710,8 @@ def train_or_load_classifier(
     path = checkpoint_path(cache_dir, cache_key, config, task, num_classes)
 
     with entry_lock(path, message=f"waiting for another run training the classifier {path}"):
-        return _load_or_train(
+        source = _take_published(published, path)
+        trained = _load_or_train(
             path,
             train,
             valid,
@@ -705,6 +722,55 @@ def train_or_load_classifier(
             device=device,
             show_progress=show_progress,
         )
+    if source is not None and trained.reused:
+        trained.published = source
+    return trained
+
+
+PUBLISHED_CHECKPOINT_MB = 32
+"""Largest checkpoint a results folder publishes (Kumar's CNN at width 1: 19 MB; a
+full-width CNN14, 320 MB, is recorded by its sha256 only)."""
+
+
+def publish_checkpoint(checkpoint: Path, published: Path) -> tuple[Path | None, str]:
+    """Copy a cache entry (``checkpoint`` and its integrity record) into the results
+    folder's ``published`` checkpoints, so that cells added later on any machine explain
+    these weights (see :func:`train_or_load_classifier`). Returns the published path, or
+    None, with a note for the manifest."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        return None, f"not published: {checkpoint} is not on the driver's disk"
+    size_mb = checkpoint.stat().st_size / 2**20
+    if size_mb > PUBLISHED_CHECKPOINT_MB:
+        return None, (
+            f"not published: {size_mb:.0f} MB is over the {PUBLISHED_CHECKPOINT_MB} MB "
+            "a results folder takes"
+        )
+    target = Path(published) / checkpoint.name
+    if target.is_file() and file_digest(target) == file_digest(checkpoint):
+        return target, "published earlier"
+    problem = copy_entry(checkpoint, target, checkpoint.stem)
+    if problem is not None:
+        return None, f"not published: the cache entry {checkpoint} {problem}"
+    return target, "published"
+
+
+def _take_published(published: Path | None, path: Path) -> Path | None:
+    """Put the published checkpoint named like the cache entry ``path`` in its place
+    (also over a different local one: the published weights are the ones its results
+    explain); returns it, or None when there is none or it fails its record."""
+    if published is None:
+        return None
+    source = Path(published) / path.name
+    if not source.is_file():
+        return None
+    if path.is_file() and file_digest(path) == file_digest(source):
+        return source
+    problem = copy_entry(source, path, path.stem)
+    if problem is not None:
+        warn(f"published classifier {source} not used: {problem}")
+        return None
+    return source
 
 
 def _load_or_train(

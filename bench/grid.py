@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from l2i_bench.classifier import publish_checkpoint
 from l2i_bench.errors import BenchError
 from l2i_bench.failpoints import failpoint
 from l2i_bench.profiling import cell_profile, fold_profile, new_profile, rounded
@@ -41,11 +42,12 @@ from l2i_bench.results import (
     legacy_cell_path,
     publish,
     read_cell,
+    read_cells,
     write_bytes_atomic,
     write_json_atomic,
 )
 from l2i_bench.types import Classifier, Dataset, Explainer, Metric
-from l2i_bench.workspace import FoldWorkspace, RunConfig, config_hash
+from l2i_bench.workspace import PUBLISHED_CLASSIFIERS, FoldWorkspace, RunConfig, config_hash
 
 
 @dataclass
@@ -240,6 +242,7 @@ class GridLedger:
             "nodes": {},
             "profile": new_profile(executor["name"]),
         }
+        self.explainer_names = {cls.name for cls in plan.explainers}
         self.computed: list[tuple[str, str]] = []
         self.skipped: list[tuple[str, str]] = []
         self.failed: list[tuple[str, int, str, str]] = []
@@ -263,15 +266,55 @@ class GridLedger:
         """A (fold, seed)'s classifier is trained or reloaded: record it and say how good
         it is (what was explained matters)."""
         key = fold_seed_key(facts.fold, facts.seed)
+        self._refuse_another_classifier(facts)
+        published, note = publish_checkpoint(
+            Path(facts.classifier["checkpoint"]), self.out / self.folder / PUBLISHED_CLASSIFIERS
+        )
         self.quality[key] = facts.quality
         self.manifest["dataset"]["folds"][facts.fold] = facts.split
-        self.manifest["classifier"][key] = {**facts.classifier, "node": facts.node}
+        self.manifest["classifier"][key] = {
+            **facts.classifier,
+            "node": facts.node,
+            "published": None if published is None else published.name,
+            "published_note": note,
+        }
         self.manifest["profile"]["folds"][key] = rounded({**facts.profile, "node": facts.node})
         self._save()
         parts = ", ".join(f"{k} {v:.3f}" for k, v in facts.quality.items())
         tqdm.write(
             f"classifier on {self.dataset.name} fold {facts.fold} seed {facts.seed} test "
             f"(vs ground truth): {parts}"
+        )
+
+    def _refuse_another_classifier(self, facts: FoldFacts) -> None:
+        """Cells this run keeps (explainers it does not run) must explain the classifier
+        it now has, or the folder's leaderboard cannot be published: said now, after the
+        classifier, not after hours of explainer work. The usual cause is a retrain on
+        another machine (its arithmetic differs) of a folder that has no published
+        checkpoint."""
+        fold, seed, sha = facts.fold, facts.seed, facts.classifier_sha256
+        kept = [
+            cell
+            for cell in read_cells(self.out, self.folder)
+            if (cell.fold, int(cell.seed)) == (fold, seed)
+            and cell.explainer not in self.explainer_names
+            and cell.classifier_sha256 != sha
+        ]
+        if not kept:
+            return
+        how = "loaded from the cache" if facts.classifier["reused"] else "trained here"
+        names = ", ".join(sorted(c.explainer for c in kept))
+        raise BenchError(
+            f"fold {fold} seed {seed}: the classifier {how} (sha256 {sha[:10]}) is not the "
+            f"one the {len(kept)} cells kept in {self.out / self.folder} explain "
+            f"({kept[0].classifier_sha256[:10]}: {names}), so cells made now could not "
+            "share a leaderboard with them. A retrain is bit-identical only on the same "
+            "arithmetic (CPU, MKL/oneDNN, thread count: the manifests' "
+            "environment.arithmetic), and this folder publishes no checkpoint of that "
+            f"classifier in {PUBLISHED_CLASSIFIERS}/",
+            f"run these explainers into another --out, or recompute the kept ones too "
+            f"(--explainers with {names} added, on this classifier), or put the published "
+            f"checkpoint in {self.out / self.folder / PUBLISHED_CLASSIFIERS}",
         )
 
     def pending(self, facts: FoldFacts, cls: type[Explainer]) -> str | None:

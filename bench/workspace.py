@@ -84,6 +84,10 @@ class RunConfig:
         return results_folder(self.dataset, self.classifier_name)
 
 
+PUBLISHED_CLASSIFIERS = "classifiers"
+"""The folder of a results folder that holds the checkpoints its cells explain."""
+
+
 def results_folder(dataset: str, classifier: str) -> str:
     """The dataset's name, and ``--<classifier>`` for a classifier other than the
     default, so that the leaderboards of different classifiers on one dataset live side
@@ -275,6 +279,7 @@ class FoldWorkspace:
                 cache_key=self.classifier_key,
                 device=device,
                 show_progress=progress,
+                published=Path(config.out) / config.folder / PUBLISHED_CLASSIFIERS,
             )
         self.profile["classifier_reused"] = self.classifier.reused
         self.profile["classifier_original_seconds"] = self.classifier.train_seconds

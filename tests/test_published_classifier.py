@@ -1,0 +1,97 @@
+"""Published classifiers: a results folder keeps the checkpoints its cells explain, and a
+run that extends the folder explains those weights instead of a retrain.
+
+Why it matters: a retrain is bit-identical only on the same arithmetic (measured: the
+ESC-50 fold-4 classifier trained to accuracy 0.18 on one machine and 0.28 on another at
+the same commit, data, seed and threads), so a board extended on another machine
+without the published weights would mix two classifiers. Here "another machine" is a
+fresh cache, and a different retrain is a kept cell whose recorded sha256 is changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fault_plugins import registry, tiny_config
+
+from l2i_bench.cache import check_record, file_digest
+from l2i_bench.errors import BenchError
+from l2i_bench.results import read_cells
+from l2i_bench.runner import run_benchmark
+from l2i_bench.workspace import PUBLISHED_CLASSIFIERS
+
+FOLDER = "synth-tiny"
+
+
+def _manifest(summary) -> dict:
+    return json.loads(Path(summary.manifest).read_text())
+
+
+@pytest.fixture
+def board(synth_dir, tmp_path):
+    """A published board of random and profile on fold 1: (out, its checkpoint)."""
+    out = tmp_path / "out"
+    summary = run_benchmark(tiny_config(synth_dir, out, tmp_path / "cache-a"), registry())
+    record = _manifest(summary)["classifier"]["1/seed-0"]
+    assert record["reused"] is False and record["published_note"] == "published"
+    published = out / FOLDER / PUBLISHED_CLASSIFIERS / record["published"]
+    # the cache entry's bytes, under the cache's own key and integrity record
+    assert file_digest(published) == file_digest(Path(record["checkpoint"]))
+    assert check_record(published, published.stem) is None
+    return out, published
+
+
+def test_a_board_extended_from_an_empty_cache_explains_the_published_weights(
+    board, synth_dir, tmp_path
+):
+    out, published = board
+    (sha,) = {c.classifier_sha256 for c in read_cells(out, FOLDER)}
+    # another machine: nothing in its cache; a new explainer joins the board
+    config = tiny_config(synth_dir, out, tmp_path / "cache-b", explainers=["sleepy"])
+    record = _manifest(run_benchmark(config, registry()))["classifier"]["1/seed-0"]
+    assert record["reused"] is True and record["train_seconds"] > 0  # loaded, not trained
+    assert record["sha256"] == sha and record["published_note"] == "published earlier"
+    assert file_digest(Path(record["checkpoint"])) == file_digest(published)  # in cache-b
+    assert Path(record["checkpoint"]).is_relative_to(tmp_path / "cache-b")
+    cells = {c.explainer: c.classifier_sha256 for c in read_cells(out, FOLDER)}
+    assert cells == {"random": sha, "profile": sha, "sleepy": sha}
+
+
+def test_a_damaged_published_checkpoint_is_not_used_and_is_replaced(
+    board, synth_dir, tmp_path, capsys
+):
+    out, published = board
+    data = bytearray(published.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    published.write_bytes(bytes(data))
+    summary = run_benchmark(
+        tiny_config(synth_dir, out, tmp_path / "cache-b", force=True), registry()
+    )
+    assert f"published classifier {published} not used" in capsys.readouterr().err
+    record = _manifest(summary)["classifier"]["1/seed-0"]
+    assert record["reused"] is False and record["published_note"] == "published"
+    assert check_record(published, published.stem) is None  # the retrain, recorded
+
+
+def test_kept_cells_on_another_classifier_stop_the_run_before_any_cell(board, synth_dir, tmp_path):
+    out, published = board
+    published.unlink()  # a folder published before checkpoints were
+    kept = out / FOLDER / "cells" / "fold-1" / "seed-0" / "random.json"
+    cell = json.loads(kept.read_text())
+    # what a retrain elsewhere explained (its key depends on that classifier too)
+    cell["classifier_sha256"], cell["config_key"] = "f" * 64, "made-elsewhere"
+    kept.write_text(json.dumps(cell))
+    config = tiny_config(synth_dir, out, tmp_path / "cache-b", explainers=["profile", "sleepy"])
+    with pytest.raises(BenchError) as caught:
+        run_benchmark(config, registry())
+    message = str(caught.value.problem)
+    assert "fold 1 seed 0: the classifier trained here" in message
+    assert "is not the one the 1 cells kept" in message and "ffffffffff: random" in message
+    assert "random added" in caught.value.fix
+    sleepy = out / FOLDER / "cells" / "fold-1" / "seed-0" / "sleepy.json"
+    assert not sleepy.exists()
+    # recomputing the kept explainer too is the fix the error names: the run goes through
+    config = tiny_config(synth_dir, out, tmp_path / "cache-b", explainers=["random", "sleepy"])
+    run_benchmark(config, registry())
+    assert len({c.classifier_sha256 for c in read_cells(out, FOLDER)}) == 1
