@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from l2i_bench.audio import FRONT_END_VERSION
 from l2i_bench.cache import (
+    check_record,
     copy_entry,
     discard,
     entry_lock,
@@ -764,8 +765,11 @@ def _take_published(published: Path | None, path: Path) -> Path | None:
     source = Path(published) / path.name
     if not source.is_file():
         return None
-    if path.is_file() and file_digest(path) == file_digest(source):
-        return source
+    if path.is_file():
+        if file_digest(path) == file_digest(source):
+            return source
+        why = check_record(path, path.stem) or "its weights are not the published ones"
+        warn(f"discarding cache entry {path}: {why}; replaced by the published {source}")
     problem = copy_entry(source, path, path.stem)
     if problem is not None:
         warn(f"published classifier {source} not used: {problem}")

@@ -351,6 +351,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         device=args.device,
         show_progress=not args.quiet,
         rerun=args.rerun,
+        published_weights=args.published_weights,
     )
     table, path = verify(request, load_registry())
     for line in summary_lines(table, published=args.results, rerun=path.parent):
@@ -611,6 +612,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="reuse trained models from here (default: a fresh cache, everything retrained)",
+    )
+    check.add_argument(
+        "--published-weights",
+        action="store_true",
+        help="explain the classifiers the folder publishes (classifiers/) instead of "
+        "retraining them: checks the explainers and metrics on the same weights, which "
+        "another machine's retrain does not give",
     )
     check.add_argument(
         "--data-dir", type=Path, default=None, help="data folder (default: datasets/NAME)"

@@ -37,6 +37,7 @@ from l2i_bench.profiling import cell_profile, fold_profile, new_profile, rounded
 from l2i_bench.provenance import environment
 from l2i_bench.registry import Registry
 from l2i_bench.results import (
+    PUBLISHED_CLASSIFIERS,
     CellResult,
     cell_path,
     legacy_cell_path,
@@ -47,7 +48,7 @@ from l2i_bench.results import (
     write_json_atomic,
 )
 from l2i_bench.types import Classifier, Dataset, Explainer, Metric
-from l2i_bench.workspace import PUBLISHED_CLASSIFIERS, FoldWorkspace, RunConfig, config_hash
+from l2i_bench.workspace import FoldWorkspace, RunConfig, config_hash
 
 
 @dataclass

@@ -63,6 +63,11 @@ class Score:
     meta_evaluated: bool = True
 
 
+PUBLISHED_CLASSIFIERS = "classifiers"
+"""The folder of a results folder that holds the checkpoints its cells explain
+(:func:`l2i_bench.classifier.publish_checkpoint`)."""
+
+
 @dataclass
 class CellResult:
     dataset: str

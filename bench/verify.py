@@ -44,8 +44,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from l2i_bench.cache import copy_entry
 from l2i_bench.errors import BenchError
-from l2i_bench.results import CellResult, read_cells, write_csv_atomic
+from l2i_bench.results import PUBLISHED_CLASSIFIERS, CellResult, read_cells, write_csv_atomic
 from l2i_bench.stats import bootstrap_interval, stable_seed, summarise
 
 SKIPPED_METRICS = frozenset({"timing"})
@@ -79,6 +80,8 @@ class VerifyRequest:
     rerun: Path | None = None
     """A finished rerun folder (``verify/<dataset>-<stamp>``) to compare again, e.g.
     after a republish, instead of rerunning."""
+    published_weights: bool = False
+    """Explain the folder's published classifier checkpoints instead of retraining."""
 
 
 def published_config(results: Path) -> dict[str, Any]:
@@ -124,6 +127,8 @@ def verify(request: VerifyRequest, registry) -> tuple[pd.DataFrame, Path]:
         return _compare_and_write(results, folder, out)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     out = Path(request.out) / f"{dataset}-{stamp}"
+    if request.published_weights:
+        _take_published_weights(results, out / folder / PUBLISHED_CLASSIFIERS)
     seeds = request.seeds or config.get("seeds") or [int(config.get("seed", 0))]
     rerun = RunConfig(
         dataset=dataset,
@@ -145,6 +150,26 @@ def verify(request: VerifyRequest, registry) -> tuple[pd.DataFrame, Path]:
     )
     run_benchmark(rerun, registry)
     return _compare_and_write(results, folder, out)
+
+
+def _take_published_weights(results: Path, target: Path) -> None:
+    """Copy the folder's published checkpoints where the rerun looks for them first."""
+    source = Path(results) / PUBLISHED_CLASSIFIERS
+    checkpoints = sorted(source.glob("*.pt"))
+    if not checkpoints:
+        raise BenchError(
+            f"{results} publishes no classifier checkpoints ({source} is empty or absent; "
+            "folders published before 2026-12-05 have none)",
+            "verify without --published-weights (the classifier is retrained), or "
+            "republish the folder, which now publishes them",
+        )
+    for checkpoint in checkpoints:
+        problem = copy_entry(checkpoint, target / checkpoint.name, checkpoint.stem)
+        if problem is not None:
+            raise BenchError(
+                f"the published checkpoint {checkpoint} cannot be used: {problem}",
+                "restore it from git (git checkout -- PATH), or verify without --published-weights",
+            )
 
 
 def _compare_and_write(results: Path, folder: str, out: Path) -> tuple[pd.DataFrame, Path]:

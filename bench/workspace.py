@@ -37,6 +37,7 @@ from l2i_bench.classifier import (
 )
 from l2i_bench.data import ClipSet
 from l2i_bench.errors import BenchError
+from l2i_bench.results import PUBLISHED_CLASSIFIERS
 from l2i_bench.scores import classifier_decisions, classifier_quality
 from l2i_bench.timing import stage, stopwatch
 from l2i_bench.types import Classifier, Dataset, Explainer, ExplainerContext
@@ -82,10 +83,6 @@ class RunConfig:
     def folder(self) -> str:
         """The results folder under ``out`` (:func:`results_folder`)."""
         return results_folder(self.dataset, self.classifier_name)
-
-
-PUBLISHED_CLASSIFIERS = "classifiers"
-"""The folder of a results folder that holds the checkpoints its cells explain."""
 
 
 def results_folder(dataset: str, classifier: str) -> str:

@@ -436,8 +436,12 @@ def test_faithfulness_removes_log_domain_masks_as_the_l2i_code_does(models):
     base = torch.minimum(mag, _band_floor(mag))
     floor = torch.expm1(0.5 * torch.log1p(mag) + 0.5 * torch.log1p(base))
     ff = published(metric("Faithfulness"), ev)
-    assert ff["ff_silence_prob_drop"] == pytest.approx(drop(silence), abs=1e-5)
-    assert ff["ff_prob_drop"] == pytest.approx(drop(floor), abs=1e-5)
+    # the two resynthesis paths (polar here, the metric's gain on the STFT) round apart
+    # by up to ~2e-5 on some CPUs (1.7e-5 seen on an AMD EPYC); the two removals this
+    # test tells apart differ by far more than the tolerance
+    assert abs(drop(floor) - drop(silence)) > 20 * 1e-4
+    assert ff["ff_silence_prob_drop"] == pytest.approx(drop(silence), abs=1e-4)
+    assert ff["ff_prob_drop"] == pytest.approx(drop(floor), abs=1e-4)
     assert ff["ff_prob_drop"] != pytest.approx(ff["ff_silence_prob_drop"], abs=1e-4)
     linear = published(metric("Faithfulness"), make_eval(model, mask_value=0.5))
     assert ff["ff_silence_prob_drop"] != pytest.approx(linear["ff_silence_prob_drop"], abs=1e-4)

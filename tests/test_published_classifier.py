@@ -17,9 +17,9 @@ from fault_plugins import registry, tiny_config
 
 from l2i_bench.cache import check_record, file_digest
 from l2i_bench.errors import BenchError
-from l2i_bench.results import read_cells
+from l2i_bench.results import PUBLISHED_CLASSIFIERS, read_cells
 from l2i_bench.runner import run_benchmark
-from l2i_bench.workspace import PUBLISHED_CLASSIFIERS
+from l2i_bench.verify import VerifyRequest, verify
 
 FOLDER = "synth-tiny"
 
@@ -74,6 +74,22 @@ def test_a_damaged_published_checkpoint_is_not_used_and_is_replaced(
     assert check_record(published, published.stem) is None  # the retrain, recorded
 
 
+def test_a_damaged_cache_entry_is_restored_from_the_published_checkpoint(
+    board, synth_dir, tmp_path, capsys
+):
+    out, published = board
+    config = tiny_config(synth_dir, out, tmp_path / "cache-a", force=True)
+    record = _manifest(run_benchmark(config, registry()))["classifier"]["1/seed-0"]
+    cached = Path(record["checkpoint"])
+    cached.write_bytes(cached.read_bytes()[:-100])  # truncated
+    again = _manifest(run_benchmark(config, registry()))["classifier"]["1/seed-0"]
+    err = capsys.readouterr().err
+    assert f"discarding cache entry {cached}: its size is" in err
+    assert f"replaced by the published {published}" in err
+    assert again["reused"] is True and again["sha256"] == record["sha256"]
+    assert file_digest(cached) == file_digest(published)
+
+
 def test_kept_cells_on_another_classifier_stop_the_run_before_any_cell(board, synth_dir, tmp_path):
     out, published = board
     published.unlink()  # a folder published before checkpoints were
@@ -95,3 +111,26 @@ def test_kept_cells_on_another_classifier_stop_the_run_before_any_cell(board, sy
     config = tiny_config(synth_dir, out, tmp_path / "cache-b", explainers=["random", "sleepy"])
     run_benchmark(config, registry())
     assert len({c.classifier_sha256 for c in read_cells(out, FOLDER)}) == 1
+
+
+def test_verify_with_published_weights_explains_the_same_classifier(board, synth_dir, tmp_path):
+    out, published = board
+    request = VerifyRequest(
+        results=out / FOLDER,
+        out=tmp_path / "verify",
+        data_dir=synth_dir,
+        show_progress=False,
+        published_weights=True,
+    )
+    table, path = verify(request, registry())
+    assert set(table["classifier"]) == {"same"}
+    assert set(table["status"]) == {"identical"}, table[table["status"] != "identical"]
+    [manifest] = (path.parent / "runs").glob("*.json")
+    record = json.loads(manifest.read_text())["classifier"]["1/seed-0"]
+    assert record["reused"] is True  # loaded from the published copy, in a fresh cache
+    assert file_digest(Path(record["checkpoint"])) == file_digest(published)
+    # a folder without checkpoints says so and how to go on
+    published.unlink()
+    with pytest.raises(BenchError, match="publishes no classifier checkpoints") as caught:
+        verify(request, registry())
+    assert "without --published-weights" in caught.value.fix
