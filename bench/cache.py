@@ -174,6 +174,20 @@ def _publish(tmp: Path, path: Path, key: str) -> None:
     write_record(path, key)
 
 
+def _write_entry(path: Path, key: str, write: Callable[[Path], object]) -> None:
+    """``write`` the entry into a temporary beside ``path``, then move it into place
+    with its record; a failure or a kill leaves only the temporary (removed by
+    :func:`remove_stale_temporaries` or the ``finally`` here)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        write(tmp)
+        _publish(tmp, path, key)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def copy_entry(source: Path, path: Path, key: str) -> str | None:
     """Copy the recorded entry ``source`` to ``path`` (atomically, with a fresh record);
     returns why it was not copied (``source`` fails or lacks its record under ``key``)
@@ -182,26 +196,13 @@ def copy_entry(source: Path, path: Path, key: str) -> str | None:
     problem = check_record(source, key)
     if problem is not None:
         return problem
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        shutil.copyfile(source, tmp)
-        _publish(tmp, path, key)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_entry(path, key, lambda tmp: shutil.copyfile(source, tmp))
     return None
 
 
 def save_torch(path: Path, payload: Any, key: str) -> None:
     """Write a torch entry (tensors and plain containers) whole, then its record."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        torch.save(payload, tmp)
-        _publish(tmp, path, key)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_entry(path, key, lambda tmp: torch.save(payload, tmp))
 
 
 def load_torch(path: Path, key: str, *, map_location: Any = "cpu") -> Any | None:
@@ -229,15 +230,12 @@ def load_torch(path: Path, key: str, *, map_location: Any = "cpu") -> Any | None
 
 def save_array(path: Path, array: np.ndarray, key: str) -> None:
     """Write a ``.npy`` entry whole, then its record."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
             np.save(handle, np.asarray(array), allow_pickle=False)
-        _publish(tmp, path, key)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    _write_entry(path, key, write)
 
 
 def build_array(
@@ -250,17 +248,14 @@ def build_array(
     """Create a ``.npy`` entry by filling a memory-mapped temporary in place (an array
     larger than memory never has to fit in it), then publish it with its record. A
     failure or a kill leaves only the temporary, removed by the next process."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
+
+    def write(tmp: Path) -> None:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         fill(array)
         array.flush()
         del array
-        _publish(tmp, path, key)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    _write_entry(path, key, write)
 
 
 def load_array(path: Path, key: str, *, mmap: bool = False) -> np.ndarray | None:
