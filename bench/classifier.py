@@ -752,7 +752,7 @@ def publish_checkpoint(checkpoint: Path, published: Path) -> tuple[Path | None, 
         return target, "published earlier"
     problem = copy_entry(checkpoint, target, checkpoint.stem)
     if problem is not None:
-        return None, f"not published: the cache entry {checkpoint} {problem}"
+        return None, f"not published: the cache entry {checkpoint} fails its record ({problem})"
     return target, "published"
 
 

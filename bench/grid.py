@@ -43,7 +43,6 @@ from l2i_bench.results import (
     legacy_cell_path,
     publish,
     read_cell,
-    read_cells,
     write_bytes_atomic,
     write_json_atomic,
 )
@@ -294,10 +293,17 @@ class GridLedger:
         another machine (its arithmetic differs) of a folder that has no published
         checkpoint."""
         fold, seed, sha = facts.fold, facts.seed, facts.classifier_sha256
+        # the explainers with a cell of this fold and seed (current and legacy layouts)
+        places = (
+            cell_path(self.out, self.folder, fold, "any", seed).parent,
+            legacy_cell_path(self.out, self.folder, fold, "any").parent,
+        )
+        names = {path.stem for place in places for path in place.glob("*.json")}
+        stored = (_stored_cell(self.out, self.folder, fold, name, seed) for name in names)
         kept = [
             cell
-            for cell in read_cells(self.out, self.folder)
-            if (cell.fold, int(cell.seed)) == (fold, seed)
+            for cell in stored
+            if cell is not None
             and cell.explainer not in self.explainer_names
             and cell.classifier_sha256 != sha
         ]
