@@ -81,7 +81,7 @@ def arithmetic() -> dict[str, Any]:
     code path by instruction set and CPU vendor, and different paths round differently.
     Measured on 2026-12-05: the same commit, data, seed and thread count trained the
     ESC-50 fold-4 classifier to sha256 7c780b28 (test accuracy 0.18) on an earlier
-    machine and to 0e5b7b50 (0.28) on an AMD EPYC with AVX2; a retrain is bit-identical
+    machine and to f614c642 (0.28) on an AMD EPYC with AVX2; a retrain is bit-identical
     only where this record (and the versions) agree. ``cpu`` is read from
     ``/proc/cpuinfo`` (Linux), else :func:`platform.processor`."""
     cpu, vendor = _cpuinfo()
