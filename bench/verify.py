@@ -25,8 +25,10 @@ retrain is bit-identical only on the same arithmetic (CPU instruction set and ve
 MKL/oneDNN, numpy's SIMD targets: the manifest's ``environment.arithmetic``), and on
 another machine the classifier itself differs (measured: ESC-50 fold 4, accuracy 0.18
 published, 0.28 retrained on an AMD EPYC with AVX2). Then ``outside`` measures the
-retrain as much as the explainer, and the summary says so with both machines' records. ``verify.csv`` holds every comparison; the exit status is 0
-when nothing is ``outside`` or ``no interval``.
+retrain as much as the explainer, and the summary says so with both machines' records.
+``verify.csv`` holds every comparison; the exit status is 0 when nothing is ``outside``
+or ``no interval``. ``--published-weights`` explains the folder's published checkpoints
+(``classifiers/``) instead of retraining them.
 
 Ours. Cost: a full rerun of what is verified, plus one bootstrap per compared value.
 """
