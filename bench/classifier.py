@@ -259,8 +259,6 @@ class TrainedClassifier:
     reused: bool
     train_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
-    published: Path | None = None
-    """The published checkpoint the cache entry was copied from, if it was."""
 
     @property
     def best_validation_score(self) -> float:
@@ -711,8 +709,8 @@ def train_or_load_classifier(
     path = checkpoint_path(cache_dir, cache_key, config, task, num_classes)
 
     with entry_lock(path, message=f"waiting for another run training the classifier {path}"):
-        source = _take_published(published, path)
-        trained = _load_or_train(
+        _take_published(published, path)
+        return _load_or_train(
             path,
             train,
             valid,
@@ -723,9 +721,6 @@ def train_or_load_classifier(
             device=device,
             show_progress=show_progress,
         )
-    if source is not None and trained.reused:
-        trained.published = source
-    return trained
 
 
 PUBLISHED_CHECKPOINT_MB = 32
@@ -756,25 +751,23 @@ def publish_checkpoint(checkpoint: Path, published: Path) -> tuple[Path | None, 
     return target, "published"
 
 
-def _take_published(published: Path | None, path: Path) -> Path | None:
+def _take_published(published: Path | None, path: Path) -> None:
     """Put the published checkpoint named like the cache entry ``path`` in its place
     (also over a different local one: the published weights are the ones its results
-    explain); returns it, or None when there is none or it fails its record."""
+    explain); a published file that fails its record is reported and left out."""
     if published is None:
-        return None
+        return
     source = Path(published) / path.name
     if not source.is_file():
-        return None
+        return
     if path.is_file():
         if file_digest(path) == file_digest(source):
-            return source
+            return
         why = check_record(path, path.stem) or "its weights are not the published ones"
         warn(f"discarding cache entry {path}: {why}; replaced by the published {source}")
     problem = copy_entry(source, path, path.stem)
     if problem is not None:
         warn(f"published classifier {source} not used: {problem}")
-        return None
-    return source
 
 
 def _load_or_train(
