@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -33,6 +34,7 @@ from l2i_bench.classifier import (
     classifier_plugin,
     evaluate_logits,
     expand_preset,
+    safe_cache_key,
     train_or_load_classifier,
 )
 from l2i_bench.data import ClipSet
@@ -141,11 +143,14 @@ def classifier_identity(
     config: RunConfig,
     device: torch.device,
     threads: int | None = None,
+    published: Path | None = None,
 ) -> tuple[str, ClassifierConfig]:
     """The cache key of a (dataset, fold, seed)'s data and the classifier config its
     checkpoint is trained with; together they name the checkpoint
     (:func:`~l2i_bench.classifier.checkpoint_path`). ``threads``: the CPU thread count
-    to key for (default: torch's current one)."""
+    to key for (default: torch's current one). ``published``: a results folder's
+    ``classifiers/``; when it holds this classifier trained on another device or thread
+    count, its key is returned instead (:func:`published_key`)."""
     # On a CPU the thread count changes the trained weights (measured: 1 vs 2 threads
     # moved 2.5 % of the synth test decisions), so a checkpoint trained at another
     # count is another classifier, never reused in its place.
@@ -154,12 +159,57 @@ def classifier_identity(
     cpu = f"-cpu{threads}t" if device.type == "cpu" else ""
     name = config.classifier_name
     named = "" if name == DEFAULT_CLASSIFIER else f"-{name}"
-    key = f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}{cpu}{named}"
+    data = f"{dataset.name}-fold{fold}-{dataset.fingerprint()}-seed{config.seed}"
     settings = classifier_settings(dataset, config)
     settings["seed"] = derived_seed(config.seed, dataset.name, fold, "classifier")
     if settings.get("pretrained") is not None:
         settings["pretrained"] = Path(settings["pretrained"])
-    return key, ClassifierConfig(**settings)
+    classifier = ClassifierConfig(**settings)
+    key = f"{data}{cpu}{named}"
+    if published is not None:
+        key = published_key(published, key, data, named, classifier, dataset)
+    return key, classifier
+
+
+def published_key(
+    published: Path,
+    key: str,
+    data: str,
+    named: str,
+    classifier: ClassifierConfig,
+    dataset: Dataset,
+) -> str:
+    """The key of the checkpoint that ``published`` (a results folder's ``classifiers/``)
+    holds for this data and classifier config, whatever device or thread count trained
+    it; ``key`` when it holds none, or holds the one ``key`` names.
+
+    Why the device gives way here and nowhere else: the thread count and the device only
+    change how the weights were *trained*; a board's cells explain the weights it
+    publishes, and a cell added on a GPU, or at another ``--threads``, must explain those
+    same weights rather than train its own (which the early check would then refuse).
+    A cache entry is still keyed by what trained it, so the cache never serves a
+    checkpoint trained elsewhere in place of a fresh training outside this folder."""
+    if not Path(published).is_dir():
+        return key
+    named_here = checkpoint_path(published, key, classifier, dataset.task, dataset.num_classes)
+    suffix = named_here.name[len(safe_cache_key(key)) :]  # -{config hash}.pt
+    pattern = re.compile(
+        re.escape(safe_cache_key(data))
+        + r"(?:-cpu\d+t)?"
+        + re.escape(safe_cache_key(named))
+        + re.escape(suffix)
+    )
+    found = sorted(p.name for p in Path(published).iterdir() if pattern.fullmatch(p.name))
+    if not found or safe_cache_key(key) + suffix in found:
+        return key
+    if len(found) > 1:
+        raise BenchError(
+            f"{published} holds {len(found)} checkpoints of this classifier (trained on "
+            f"different devices or thread counts): {', '.join(found)}",
+            "keep the one the folder's cells explain (classifier.csv gives its sha256) "
+            "and remove the others",
+        )
+    return found[0][: -len(suffix)]
 
 
 def run_settings(config: RunConfig, dataset: Dataset, metrics: Sequence[type]) -> dict[str, Any]:
@@ -251,8 +301,9 @@ class FoldWorkspace:
                 }
                 for name, clips in self.conditions.items()
             }
+        published = Path(config.out) / config.folder / PUBLISHED_CLASSIFIERS
         self.classifier_key, self.classifier_config = classifier_identity(
-            dataset, fold, config, device
+            dataset, fold, config, device, published=published
         )
         if before_training is not None and architecture.trainable:
             path = checkpoint_path(
@@ -276,7 +327,7 @@ class FoldWorkspace:
                 cache_key=self.classifier_key,
                 device=device,
                 show_progress=progress,
-                published=Path(config.out) / config.folder / PUBLISHED_CLASSIFIERS,
+                published=published,
             )
         self.profile["classifier_reused"] = self.classifier.reused
         self.profile["classifier_original_seconds"] = self.classifier.train_seconds

@@ -10,6 +10,7 @@ fresh cache, and a different retrain is a kept cell whose recorded sha256 is cha
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,32 @@ def test_verify_with_published_weights_explains_the_same_classifier(board, synth
     with pytest.raises(BenchError, match="publishes no classifier checkpoints") as caught:
         verify(request, registry())
     assert "without --published-weights" in caught.value.fix
+
+
+def test_a_board_extended_at_another_thread_count_explains_the_published_weights(
+    board, synth_dir, tmp_path
+):
+    """A GPU, or another ``--threads``, keys a checkpoint of its own; extending a board,
+    it must still explain the board's published weights (here: trained at one thread,
+    extended at two), not train its own and be refused."""
+    out, published = board
+    assert "-cpu1t" in published.name
+    (sha,) = {c.classifier_sha256 for c in read_cells(out, FOLDER)}
+    config = tiny_config(synth_dir, out, tmp_path / "cache-b", explainers=["sleepy"], threads=2)
+    record = _manifest(run_benchmark(config, registry()))["classifier"]["1/seed-0"]
+    assert record["reused"] is True and record["sha256"] == sha
+    assert Path(record["checkpoint"]).name == published.name  # the published key, not cpu2t
+    cells = {c.explainer: c.classifier_sha256 for c in read_cells(out, FOLDER)}
+    assert cells == {"random": sha, "profile": sha, "sleepy": sha}
+    # outside the folder the thread count keys its own classifier, as before
+    elsewhere = tiny_config(synth_dir, tmp_path / "other", tmp_path / "cache-b", threads=2)
+    record = _manifest(run_benchmark(elsewhere, registry()))["classifier"]["1/seed-0"]
+    assert record["reused"] is False and "-cpu2t" in Path(record["checkpoint"]).name
+    # two published trainings, neither at this run's count: it cannot tell which one
+    # the cells explain, and says how to keep one
+    twin = published.with_name(published.name.replace("-cpu1t", "-cpu2t"))
+    twin.write_bytes(published.read_bytes())
+    with pytest.raises(BenchError, match="holds 2 checkpoints of this classifier") as caught:
+        run_benchmark(replace(config, threads=3), registry())
+    assert twin.name in str(caught.value.problem)
+    assert "classifier.csv" in caught.value.fix
