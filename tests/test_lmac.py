@@ -85,6 +85,25 @@ def test_decoder_starts_from_the_mel_mapping_and_fits_any_length():
         assert float(explanation.mask.min()) > 0.0 and float(explanation.mask.max()) < 1.0
 
 
+def test_decoder_asked_for_pairs_gives_the_full_decoders_logits_of_those_pairs():
+    """Training asks for the decided (row, class) pairs only; their logits must be the
+    full ``(B, C, F, T)`` decoder's, bit for bit (the upsampling and the mel-to-STFT map
+    act per channel), or the speed-up would change the method."""
+    net = KumarCNN(12, Task.MULTICLASS, 0.125).eval()
+    explainer = LmacExplainer(explainer_context(net, front_end=FE))
+    torch.nn.init.normal_(explainer.decoder.conv2.weight, std=0.5)  # classes differ
+    batch = _batch(5, 1.5, 7)
+    rows, classes = torch.tensor([0, 1, 1, 3, 4]), torch.tensor([11, 0, 7, 7, 2])
+    with torch.no_grad():
+        _, taps = net.forward_with_taps(batch.logmel)
+        frames, mels = batch.logmel.shape[2:]
+        full = explainer.decoder(taps, frames, mels)
+        pairs = explainer.decoder(taps, frames, mels, rows, classes)
+    assert full.shape == (5, 12, *batch.spec.shape[1:])
+    assert torch.equal(pairs, full[rows, classes])
+    assert not torch.equal(full[1, 0], full[1, 7])  # the pairs pick distinct channels
+
+
 class _Clips:
     def __init__(self, batch: AudioBatch) -> None:
         self.batch = batch

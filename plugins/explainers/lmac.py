@@ -95,7 +95,20 @@ class MaskDecoder(nn.Module):
         with torch.no_grad():
             self.to_linear.weight.copy_(mel_to_linear)
 
-    def forward(self, taps: dict[str, torch.Tensor], frames: int, mels: int) -> torch.Tensor:
+    def forward(
+        self,
+        taps: dict[str, torch.Tensor],
+        frames: int,
+        mels: int,
+        rows: torch.Tensor | None = None,
+        classes: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mask logits ``(B, C, F, T)``, or ``(N, F, T)`` for the (row, class) pairs given.
+
+        Asking for the pairs picks their channels on the coarse grid, before the upsampling
+        and the mel-to-STFT map, which act on each channel alone: the same logits, without
+        building (and back-propagating through) the ``(B, C, F, T)`` tensor of every
+        class. On ESC-50 (50 classes, 5 s) that tensor was 85 % of a training step."""
         early, mid, late = self.taps
         x = self.proj[late](taps[late])
         x = F.interpolate(self.up6(x), size=taps[mid].shape[-2:]) + self.proj[mid](taps[mid])
@@ -103,8 +116,11 @@ class MaskDecoder(nn.Module):
             taps[early]
         )
         x = self.conv2(F.relu(self.conv1(F.relu(x))))  # (B, C, T4, M4)
+        if rows is not None:
+            x = x[rows, classes][:, None]  # (N, 1, T4, M4)
         x = F.interpolate(x, size=(frames, mels), mode="bilinear", align_corners=False)
-        return self.to_linear(x).transpose(-1, -2)  # (B, C, F, T)
+        x = self.to_linear(x).transpose(-1, -2)  # (B, C, F, T) or (N, 1, F, T)
+        return x if rows is None else x[:, 0]
 
 
 def class_log_probability(logits: torch.Tensor, classes: torch.Tensor, task: Task) -> torch.Tensor:
@@ -208,8 +224,7 @@ class LmacExplainer(Explainer):
         logmel = batch.logmel
         with torch.no_grad():
             _, taps = self.context.classifier.forward_with_taps(logmel)
-        logits = self.decoder(taps, logmel.shape[2], logmel.shape[3])
-        return torch.sigmoid(logits[rows, classes])
+        return torch.sigmoid(self.decoder(taps, logmel.shape[2], logmel.shape[3], rows, classes))
 
     def _objective(self, batch: AudioBatch):
         """The L-MAC objective of a batch on the classes the classifier decides, with its
