@@ -170,6 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         cell_timeout=args.cell_timeout,
     )
+    if args.listen_only:
+        return _listen_only(args, config, registry)
     executor = None
     if args.executor == "ray":
         from l2i_bench.ray_executor import RayOptions
@@ -233,6 +235,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.profile:
         print("\n" + profile_table(manifest["profile"]))
     return 1 if summary.failed else 0
+
+
+def _listen_only(args: argparse.Namespace, config, registry) -> int:
+    """``run --listen-only``: the grid's listening examples, no scores."""
+    from l2i_bench.relisten import write_listening_only
+
+    if config.listen < 1:
+        raise BenchError(
+            "--listen-only with --listen 0 has nothing to write",
+            "give --listen N (interpretations per cell, e.g. 2)",
+        )
+    if args.executor != "sequential" or args.force:
+        raise BenchError(
+            "--listen-only runs in this process and computes no cells",
+            "leave out --executor and --force",
+        )
+    written = write_listening_only(config, registry)
+    folder = Path(config.out) / config.folder
+    print(
+        f"\n{len(written)} interpretation(s) written under {folder / 'listen'}; rebuild the "
+        f"report to hear them: l2i-bench report {folder}"
+    )
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -470,6 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=2,
         help="interpretations per cell written as audio (first seed only)",
+    )
+    run.add_argument(
+        "--listen-only",
+        action="store_true",
+        help="score nothing: write the --listen examples of every cell of the grid "
+        "(explainers fitted or loaded from the cache, only the heard clips explained), "
+        "e.g. for cells computed by earlier runs; then rebuild the report",
     )
     run.add_argument(
         "--seeds",

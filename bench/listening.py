@@ -15,7 +15,7 @@ on synth, where they were all ``steady_tone``). Cost: a few WAV writes per cell.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,30 @@ def spread_over_classes(labels: Sequence[Sequence[int]], count: int) -> list[int
     return sorted(chosen + rest[: max(0, count - len(chosen))])
 
 
+def listening_picks(
+    clips: Sequence[Clip],
+    explained_rows: Sequence[int],
+    count: int,
+    condition_targets: Mapping[str, Sequence[int]],
+) -> tuple[list[int], dict[str, int]]:
+    """What a cell's listening examples hold: the test clips (indices among ``clips``
+    that have an explained row) and, per condition set in order, the index of the one
+    mixture heard (the first whose target class is not heard yet). One rule for a scored
+    cell (:func:`write_listening_examples`) and for ``run --listen-only``
+    (:mod:`l2i_bench.relisten`), so both write the same clips."""
+    explained = set(explained_rows)
+    picks = [i for i in spread_over_classes([c.labels for c in clips], count) if i in explained]
+    heard = {label for i in picks for label in clips[i].labels}
+    mixtures: dict[str, int] = {}
+    for name, targets in condition_targets.items():
+        if not len(targets):
+            continue
+        fresh = [i for i, c in enumerate(targets) if c not in heard]
+        mixtures[name] = fresh[0] if fresh else 0
+        heard.add(int(targets[mixtures[name]]))
+    return picks, mixtures
+
+
 def _label(class_names: Sequence[str], index: int) -> str:
     return class_names[index].replace("/", "-")
 
@@ -64,30 +88,27 @@ def write_listening_examples(
     (``listen/fold-K``); ``test_waveform(i)`` gives test clip ``i`` as the classifier
     heard it. Returns the interpretation files written."""
     written: list[Path] = []
-    heard: set[int] = set()
     rows = explained.rows.tolist()
-    for clip_index in spread_over_classes([c.labels for c in clips], count):
-        if clip_index not in rows:
-            continue
+    condition_targets = {
+        name: condition.explanations.classes.tolist()
+        for name, condition in (conditions or {}).items()
+        if "target" in condition.stems
+    }
+    picks, mixtures = listening_picks(clips, rows, count, condition_targets)
+    for clip_index in picks:
         row = rows.index(clip_index)  # a multilabel clip: its first explained class
         clip = clips[clip_index]
-        heard.update(clip.labels)
         label = _label(class_names, int(explained.classes[row]))
         path = root / explainer / f"{clip.clip_id}--{label}.wav"
         write_audio(path, explained.waveform[row])
         written.append(path)
         write_audio(root / INPUTS / f"{clip.clip_id}--original.wav", test_waveform(clip_index))
-    for condition in (conditions or {}).values():
+    for name, pick in mixtures.items():
+        condition = (conditions or {})[name]
         cond = condition.explanations
-        if not len(cond.rows) or "target" not in condition.stems:
-            continue
-        classes = cond.classes.tolist()
-        fresh = [i for i, c in enumerate(classes) if c not in heard]
-        pick = fresh[0] if fresh else 0
-        heard.add(int(classes[pick]))
         batch_row = int(cond.rows[pick])
         clip_id = condition.batch.clip_ids[batch_row]
-        label = _label(class_names, int(classes[pick]))
+        label = _label(class_names, int(cond.classes[pick]))
         path = root / explainer / f"{clip_id}--{label}.wav"
         write_audio(path, cond.waveform[pick])
         written.append(path)

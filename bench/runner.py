@@ -16,10 +16,11 @@ fold and a cell is timed on its way (:mod:`l2i_bench.profiling`; ``run --profile
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ from l2i_bench.workspace import (
     seed_everything,
 )
 
-__all__ = ["FoldWorkspace", "RunConfig", "RunSummary", "run_benchmark"]
+__all__ = ["FoldWorkspace", "RunConfig", "RunSummary", "prepared_grid", "run_benchmark"]
 
 
 def explain_set(
@@ -438,6 +439,25 @@ def run_benchmark(
     :class:`~l2i_bench.process_executor.ProcessOptions` on a local process pool,
     :class:`~l2i_bench.ray_executor.RayOptions` as Ray tasks; the same files and
     numbers."""
+    with prepared_grid(config, registry, executor) as plan, terminate_as_interrupt():
+        if isinstance(executor, RayOptions):
+            return run_grid_on_ray(plan, executor)
+        if isinstance(executor, ProcessOptions):
+            return run_grid_in_processes(plan, executor)
+        return _run_grid(plan)
+
+
+@contextlib.contextmanager
+def prepared_grid(
+    config: RunConfig,
+    registry: Registry,
+    executor: RayOptions | ProcessOptions | None = None,
+    *,
+    keep_cells: bool = True,
+) -> Iterator[GridPlan]:
+    """The grid's plan, checked and prepared, inside the output folder's lock: what every
+    pass over the grid starts from (a scored run, ``run --listen-only``). ``keep_cells``
+    False: the pass writes no cells, so stored cells of other settings do not matter."""
     started = time.perf_counter()
     seeds = config.grid_seeds
     out = Path(config.out)
@@ -481,8 +501,9 @@ def run_benchmark(
                 "pick folds from the available list with --folds",
             )
         settings = run_settings(config, dataset, metrics)
-        _refuse_stale_cells(out, config.folder, settings, folds, seeds, config.explainers)
-        plan = GridPlan(
+        if keep_cells:
+            _refuse_stale_cells(out, config.folder, settings, folds, seeds, config.explainers)
+        yield GridPlan(
             config=config,
             registry=registry,
             dataset=dataset,
@@ -495,12 +516,6 @@ def run_benchmark(
             started=started,
             architecture=architecture,
         )
-        with terminate_as_interrupt():
-            if isinstance(executor, RayOptions):
-                return run_grid_on_ray(plan, executor)
-            if isinstance(executor, ProcessOptions):
-                return run_grid_in_processes(plan, executor)
-            return _run_grid(plan)
 
 
 def _run_grid(plan: GridPlan) -> RunSummary:

@@ -1,0 +1,100 @@
+"""Listening examples of a grid without scoring it: ``l2i-bench run --listen-only``.
+
+Why: ``listen/`` is not published in git, and a run writes listening examples only for
+the cells it computes. A board assembled from cells computed at different times, or a
+fresh clone extended by one explainer, hears only the newest cells in its report's
+gallery, and recomputing a cell to hear two of its clips costs the whole cell (SLIME on
+ESC-50: an hour at one thread, for two five-second clips).
+
+Method (ours): per fold, on the first seed (the one a scored run writes examples for),
+each explainer is fitted or loaded from the cache exactly as its cell would be, on the
+same classifier, and explains only the clips :func:`l2i_bench.listening.listening_picks`
+chooses (the rule a scored cell uses) and, per condition set, the one mixture heard;
+:func:`l2i_bench.listening.write_listening_examples` writes them where a cell would. No
+cell, manifest or CSV is written.
+
+What differs from a scored cell: the clips are explained in a batch of their own, so an
+explainer that draws random numbers (random, SmoothGrad, GradientSHAP, SLIME, VIBI's
+sampling, ...) draws other numbers than the cell beside it did, and a batch of other
+make-up rounds convolutions differently (about 1e-8); a deterministic explainer gives
+the cell's audio. Cost: one fit (or cache load) per explainer and fold, then the picked
+clips' explanations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from l2i_bench.listening import listening_picks, write_listening_examples
+from l2i_bench.registry import Registry
+from l2i_bench.runner import RunConfig, explain_set, prepared_grid
+from l2i_bench.types import ConditionSet, Explainer
+from l2i_bench.workspace import FoldWorkspace, seed_everything
+
+
+def write_listening_only(config: RunConfig, registry: Registry) -> list[Path]:
+    """Write the listening examples of every (fold, explainer) of ``config``'s grid under
+    ``<out>/<folder>/listen``; returns the interpretation files written."""
+    listen_root = Path(config.out) / config.folder / "listen"
+    written: list[Path] = []
+    with prepared_grid(config, registry, keep_cells=False) as plan:
+        first_seed = replace(config, seed=config.grid_seeds[0])
+        for fold in plan.folds:
+            ws = FoldWorkspace(plan.dataset, fold, first_seed, plan.device, plan.architecture)
+            for cls in plan.explainers:
+                tqdm.write(f"listening: fold {fold} {cls.name}")
+                written += listen_to_cell(ws, cls, listen_root / f"fold-{fold}")
+    return written
+
+
+def listen_to_cell(ws: FoldWorkspace, cls: type[Explainer], root: Path) -> list[Path]:
+    """One cell's listening examples under ``root`` (``listen/fold-K``), explaining only
+    the clips they hold."""
+    config = ws.config
+    explainer, _, _ = ws.fitted_explainer(cls)
+    seed_everything(explainer.context.seed)
+    rows, classes = ws.explained_rows(ws.test_logits)
+    targets = {
+        name: [clip.labels[0] for clip in clips.clips]
+        for name, clips in ws.conditions.items()
+        if "target" in ws.condition_stems[name]
+    }
+    picks, mixtures = listening_picks(ws.test.clips, rows.tolist(), config.listen, targets)
+    keep = torch.isin(rows, torch.tensor(picks, dtype=rows.dtype))
+    common = dict(batch_size=config.batch_size, device=ws.device, show_progress=False)
+    explained, _ = explain_set(
+        explainer, ws.test, rows[keep], classes[keep], desc=cls.name, **common
+    )
+    conditions = {}
+    for name, pick in mixtures.items():
+        clips = ws.conditions[name]
+        mixture, _ = explain_set(
+            explainer,
+            clips,
+            torch.tensor([pick]),
+            torch.tensor([targets[name][pick]]),
+            desc=f"{cls.name} {name}",
+            **common,
+        )
+        conditions[name] = ConditionSet(
+            name=name,
+            batch=clips.batch(np.arange(len(clips))).to("cpu"),
+            stems=ws.condition_stems[name],
+            explanations=mixture,
+            classifier_logits=ws.condition_logits[name],
+        )
+    return write_listening_examples(
+        root,
+        cls.name,
+        ws.test.clips,
+        ws.dataset.class_names,
+        explained,
+        ws.test.waveform,
+        config.listen,
+        conditions,
+    )
