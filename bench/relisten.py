@@ -8,7 +8,7 @@ ESC-50: an hour at one thread, for two five-second clips).
 
 Method (ours): per fold, on the first seed (the one a scored run writes examples for),
 each explainer is fitted or loaded from the cache exactly as its cell would be, on the
-same classifier, and explains only the clips :func:`l2i_bench.listening.listening_picks`
+same classifier (refused when the folder's cells explain another one), and explains only the clips :func:`l2i_bench.listening.listening_picks`
 chooses (the rule a scored cell uses) and, per condition set, the one mixture heard;
 :func:`l2i_bench.listening.write_listening_examples` writes them where a cell would. No
 cell, manifest or CSV is written.
@@ -30,8 +30,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from l2i_bench.errors import BenchError
 from l2i_bench.listening import listening_picks, write_listening_examples
 from l2i_bench.registry import Registry
+from l2i_bench.results import PUBLISHED_CLASSIFIERS, CellResult, read_cells
 from l2i_bench.runner import RunConfig, explain_set, prepared_grid
 from l2i_bench.types import ConditionSet, Explainer
 from l2i_bench.workspace import FoldWorkspace, seed_everything
@@ -44,12 +46,42 @@ def write_listening_only(config: RunConfig, registry: Registry) -> list[Path]:
     written: list[Path] = []
     with prepared_grid(config, registry, keep_cells=False) as plan:
         first_seed = replace(config, seed=config.grid_seeds[0])
+        cells = read_cells(config.out, config.folder)
         for fold in plan.folds:
             ws = FoldWorkspace(plan.dataset, fold, first_seed, plan.device, plan.architecture)
+            _refuse_another_classifier(ws, cells, [cls.name for cls in plan.explainers])
             for cls in plan.explainers:
                 tqdm.write(f"listening: fold {fold} {cls.name}")
                 written += listen_to_cell(ws, cls, listen_root / f"fold-{fold}")
     return written
+
+
+def _refuse_another_classifier(
+    ws: FoldWorkspace, cells: list[CellResult], explainers: list[str]
+) -> None:
+    """Examples heard beside a cell must come from the classifier the cell explains; on
+    another (a retrain on other arithmetic, no published checkpoint) they would be
+    another model's explanations, so nothing is written."""
+    sha = ws.classifier.checkpoint_sha256
+    other = [
+        cell
+        for cell in cells
+        if cell.fold == ws.fold
+        and int(cell.seed) == ws.config.seed
+        and cell.explainer in explainers
+        and cell.classifier_sha256 != sha
+    ]
+    if other:
+        names = ", ".join(sorted(c.explainer for c in other))
+        raise BenchError(
+            f"fold {ws.fold} seed {ws.config.seed}: the classifier here (sha256 {sha[:10]}) "
+            f"is not the one the cells of {names} explain "
+            f"({other[0].classifier_sha256[:10]}), so their listening examples cannot be "
+            "written from it",
+            f"put that classifier's published checkpoint in "
+            f"{Path(ws.config.out) / ws.config.folder / PUBLISHED_CLASSIFIERS} (or the "
+            "cache), or leave those explainers out",
+        )
 
 
 def listen_to_cell(ws: FoldWorkspace, cls: type[Explainer], root: Path) -> list[Path]:

@@ -3,13 +3,16 @@ scoring, are the same clips and, for a deterministic explainer, the same audio."
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from l2i_bench.cli import main
+from l2i_bench.errors import BenchError
 from l2i_bench.registry import load_registry
 from l2i_bench.relisten import write_listening_only
 from l2i_bench.runner import RunConfig, run_benchmark
@@ -68,6 +71,16 @@ def test_listen_only_writes_the_scored_cells_clips_and_nothing_else(synth_dir, c
     # nothing scored, published or recorded
     after = {p: p.read_bytes() for p in board.rglob("*") if p.is_file() and scored not in p.parents}
     assert after == before
+
+    # a cell that explains another classifier: its examples cannot come from this one
+    cell = board / "cells" / "fold-1" / "seed-0" / "saliency.json"
+    record = json.loads(cell.read_text())
+    record["classifier_sha256"] = "0" * 64
+    cell.write_text(json.dumps(record))
+    shutil.rmtree(scored)
+    with pytest.raises(BenchError, match="not the one the cells of saliency explain"):
+        write_listening_only(config, registry)
+    assert not scored.exists()
 
 
 def test_listen_only_refuses_what_it_cannot_do(synth_dir, cache_dir, tmp_path, capsys):
