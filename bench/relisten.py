@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -34,8 +33,8 @@ from l2i_bench.errors import BenchError
 from l2i_bench.listening import listening_picks, write_listening_examples
 from l2i_bench.registry import Registry
 from l2i_bench.results import PUBLISHED_CLASSIFIERS, CellResult, read_cells
-from l2i_bench.runner import RunConfig, explain_set, prepared_grid
-from l2i_bench.types import ConditionSet, Explainer
+from l2i_bench.runner import RunConfig, explain_condition, explain_set, prepared_grid
+from l2i_bench.types import Explainer
 from l2i_bench.workspace import FoldWorkspace, seed_everything
 
 
@@ -98,28 +97,22 @@ def listen_to_cell(ws: FoldWorkspace, cls: type[Explainer], root: Path) -> list[
     }
     picks, mixtures = listening_picks(ws.test.clips, rows.tolist(), config.listen, targets)
     keep = torch.isin(rows, torch.tensor(picks, dtype=rows.dtype))
-    common = dict(batch_size=config.batch_size, device=ws.device, show_progress=False)
     explained, _ = explain_set(
-        explainer, ws.test, rows[keep], classes[keep], desc=cls.name, **common
+        explainer,
+        ws.test,
+        rows[keep],
+        classes[keep],
+        batch_size=config.batch_size,
+        device=ws.device,
+        desc=cls.name,
+        show_progress=False,
     )
-    conditions = {}
-    for name, pick in mixtures.items():
-        clips = ws.conditions[name]
-        mixture, _ = explain_set(
-            explainer,
-            clips,
-            torch.tensor([pick]),
-            torch.tensor([targets[name][pick]]),
-            desc=f"{cls.name} {name}",
-            **common,
+    conditions = {
+        name: explain_condition(
+            ws, explainer, name, torch.tensor([pick]), torch.tensor([targets[name][pick]]), False
         )
-        conditions[name] = ConditionSet(
-            name=name,
-            batch=clips.batch(np.arange(len(clips))).to("cpu"),
-            stems=ws.condition_stems[name],
-            explanations=mixture,
-            classifier_logits=ws.condition_logits[name],
-        )
+        for name, pick in mixtures.items()
+    }
     return write_listening_examples(
         root,
         cls.name,

@@ -377,22 +377,8 @@ def _explain_cell(ws: FoldWorkspace, explainer_cls: type[Explainer], profile: di
     with stage(profile, "explain_conditions", device):
         for name, clips in ws.conditions.items():
             targets = torch.tensor([c.labels[0] for c in clips.clips])
-            cond_set, _ = explain_set(
-                explainer,
-                clips,
-                torch.arange(len(clips)),
-                targets,
-                batch_size=config.batch_size,
-                device=device,
-                desc=f"{explainer_cls.name} {name}",
-                show_progress=config.show_progress,
-            )
-            conditions[name] = ConditionSet(
-                name=name,
-                batch=clips.batch(np.arange(len(clips))).to("cpu"),
-                stems=ws.condition_stems[name],
-                explanations=cond_set,
-                classifier_logits=ws.condition_logits[name],
+            conditions[name] = explain_condition(
+                ws, explainer, name, torch.arange(len(clips)), targets, config.show_progress
             )
     # A reused fit never read its fit-time options, so only a fresh fit can tell.
     unused = explainer.context.unused_options()
@@ -402,6 +388,37 @@ def _explain_cell(ws: FoldWorkspace, explainer_cls: type[Explainer], profile: di
             "check their spelling in the explainer's docstring"
         )
     return explainer, fit_info, fit_seconds, explained, ms, surrogate, conditions
+
+
+def explain_condition(
+    ws: FoldWorkspace,
+    explainer: Explainer,
+    name: str,
+    rows: torch.Tensor,
+    targets: torch.Tensor,
+    show_progress: bool,
+) -> ConditionSet:
+    """Mixtures ``rows`` of condition set ``name`` explained for their ``targets``, with
+    the whole set's clips, stems and logits that the metrics and the listening examples
+    read beside them."""
+    clips = ws.conditions[name]
+    explained, _ = explain_set(
+        explainer,
+        clips,
+        rows,
+        targets,
+        batch_size=ws.config.batch_size,
+        device=ws.device,
+        desc=f"{explainer.name} {name}",
+        show_progress=show_progress,
+    )
+    return ConditionSet(
+        name=name,
+        batch=clips.batch(np.arange(len(clips))).to("cpu"),
+        stems=ws.condition_stems[name],
+        explanations=explained,
+        classifier_logits=ws.condition_logits[name],
+    )
 
 
 def fit_source(cls: type[Explainer], fit_info: Mapping[str, Any]) -> str:
