@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import re
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import torch
 
@@ -39,24 +41,83 @@ def package_versions() -> dict[str, str]:
     return found
 
 
+SOURCE_FOLDERS = {"bench": "", "plugins": "plugins/"}
+"""Where each source folder of the repository lands in the installed ``l2i_bench``
+package (``pyproject.toml``'s ``package-dir``)."""
+
+
+def _git(where: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def git_state(where: Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the source tree the package runs from (if it is a repo)."""
-    where = where or Path(__file__).resolve().parent
+    """Commit and dirty flag of the code this process runs.
 
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=where, capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    sha = git("rev-parse", "HEAD")
-    if sha is None:
+    From a checkout (an editable install, a test run) that is the checkout's state. A
+    copy installed by ``pip install DIR`` sits in ``site-packages``, outside any
+    repository (or, in a ``.venv`` or ``.tox`` inside one, untracked), and used to record
+    nothing; it records the commit of the directory pip installed it from (PEP 610's
+    ``direct_url.json``), and is clean only when its files equal that commit's, file by
+    file (:func:`installed_copy_state`), since the directory may have moved on since."""
+    package = Path(__file__).resolve().parent
+    tracked = _git(package, "ls-files", "--error-unmatch", Path(__file__).name) is not None
+    checkout = where or (package if tracked else None)
+    if checkout is not None:
+        sha = _git(checkout, "rev-parse", "HEAD")
+        if sha is None:
+            return {"sha": None, "dirty": None}
+        status = _git(checkout, "status", "--porcelain", "--untracked-files=no")
+        return {"sha": sha, "dirty": bool(status)}
+    source = _installed_from(package)
+    if source is None:
         return {"sha": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"sha": sha, "dirty": bool(status)}
+    return installed_copy_state(package, source)
+
+
+def _installed_from(package: Path) -> Path | None:
+    """The local directory pip installed ``package`` from, from the ``direct_url.json``
+    of the dist-info beside it (not ``importlib.metadata``'s first match on
+    ``sys.path``, which from a checkout's root is the checkout's own egg-info)."""
+    for record in sorted(package.parent.glob("l2i_bench-*.dist-info/direct_url.json")):
+        try:
+            url = urlparse(json.loads(record.read_text()).get("url", ""))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if url.scheme == "file":
+            return Path(unquote(url.path))
+    return None
+
+
+def installed_copy_state(package: Path, source: Path) -> dict[str, Any]:
+    """The commit of ``source`` (the checkout an installed copy came from), dirty unless
+    every file of the installed ``package`` equals that commit's file (git blob ids) and
+    no tracked module is missing from it."""
+    sha = _git(source, "rev-parse", "HEAD")
+    listing = _git(source, "ls-tree", "-r", "HEAD", *SOURCE_FOLDERS)
+    if sha is None or listing is None:
+        return {"sha": None, "dirty": None, "installed_from": str(source)}
+    committed: dict[str, str] = {}
+    for line in listing.splitlines():
+        meta, path = line.split("\t", 1)
+        folder, rest = path.split("/", 1)
+        committed[SOURCE_FOLDERS[folder] + rest] = meta.split()[2]
+    files = sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    names = [p.relative_to(package).as_posix() for p in files]
+    blobs = _git(source, "hash-object", "--no-filters", *map(str, files)) or ""
+    differ = [n for n, b in zip(names, blobs.split(), strict=False) if committed.get(n) != b]
+    missing = sorted(n for n in committed if n.endswith(".py") and n not in set(names))
+    state: dict[str, Any] = {
+        "sha": sha,
+        "dirty": bool(differ or missing) or len(blobs.split()) != len(files),
+        "installed_from": str(source),
+    }
+    if state["dirty"]:
+        state["differs_from_commit"] = (differ + missing)[:20]
+    return state
 
 
 def front_end() -> dict[str, Any]:
