@@ -8,10 +8,12 @@ ESC-50: an hour at one thread, for two five-second clips).
 
 Method (ours): per fold, on the first seed (the one a scored run writes examples for),
 each explainer is fitted or loaded from the cache exactly as its cell would be, on the
-same classifier (refused when the folder's cells explain another one), and explains only the clips :func:`l2i_bench.listening.listening_picks`
-chooses (the rule a scored cell uses) and, per condition set, the one mixture heard;
-:func:`l2i_bench.listening.write_listening_examples` writes them where a cell would. No
-cell, manifest or CSV is written.
+same classifier (refused when the folder's cells explain another one), and explains
+only the clips :func:`l2i_bench.listening.listening_picks` chooses (the rule a scored
+cell uses) and, per condition set, the one mixture heard;
+:func:`l2i_bench.listening.write_listening_examples` writes them where a cell would.
+Explainers that need ground-truth stems are skipped on a dataset without them, as a
+scored run skips their cells. No cell, manifest or CSV is written.
 
 What differs from a scored cell: the clips are explained in a batch of their own, so an
 explainer that draws random numbers (random, SmoothGrad, GradientSHAP, SLIME, VIBI's
@@ -50,6 +52,8 @@ def write_listening_only(config: RunConfig, registry: Registry) -> list[Path]:
             ws = FoldWorkspace(plan.dataset, fold, first_seed, plan.device, plan.architecture)
             _refuse_another_classifier(ws, cells, [cls.name for cls in plan.explainers])
             for cls in plan.explainers:
+                if cls.needs_stems and not ws.has_stems:
+                    continue  # not applicable here, as in a scored run (no cell either)
                 tqdm.write(f"listening: fold {fold} {cls.name}")
                 written += listen_to_cell(ws, cls, listen_root / f"fold-{fold}")
     return written

@@ -61,3 +61,18 @@ def test_l2i_and_random_on_the_real_fold(real_esc50_fold, tmp_path):
     assert board.loc["l2i", "fidelity_top1 ↑"] > board.loc["random", "fidelity_top1 ↑"] + 0.1
     long = pd.read_csv(summary.results)
     assert (long["dataset"] == "esc50").all() and set(long["fold"].astype(str)) == {"4"}
+
+    # --listen-only on the same folder: a stem-less dataset skips the oracle (as the
+    # scored grid does) and writes the control's one example where its cell wrote it.
+    from dataclasses import replace
+
+    from l2i_bench.relisten import write_listening_only
+
+    listen = summary.leaderboard.parent / "listen" / "fold-4"
+    scored = sorted(p.name for p in (listen / "random").glob("*.wav"))
+    assert len(scored) == 1
+    written = write_listening_only(
+        replace(config, explainers=["random", "oracle"], options={}), registry
+    )
+    assert [p.relative_to(listen).as_posix() for p in written] == [f"random/{scored[0]}"]
+    assert not (listen / "oracle").exists()
