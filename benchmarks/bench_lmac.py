@@ -8,7 +8,7 @@ class) pairs are taken past the coarse grid. This script times one training step
 on a batch of 16 clips in two shapes, ESC-50's (50 classes, 5 s) and synth's (10
 classes, 2 s), Kumar's CNN at width 0.25, one thread, this checkout and ``--against
 REV`` (imported ahead of the installed package in a subprocess, as
-``bench_metrics.py`` does), interleaved, best of ``--repeats``. It prints seconds per
+``benchmarks/against.py``), interleaved, best of ``--repeats``. It prints seconds per
 step, the ratio, and the two codes' first-step losses, which must agree (the decoder's
 logits are the same bit for bit; training then differs by rounding, about 1e-7).
 
@@ -21,13 +21,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_metrics import extract
+from against import code_versions, run_json
 
 SHAPES = {"esc50": (50, 5.0), "synth": (10, 2.0)}
 
@@ -88,15 +87,6 @@ def worker(shape: str, steps: int) -> dict:
     return {"seconds": min(times[1:] or times), "first_loss": losses[0]}
 
 
-def run_worker(shape: str, steps: int, path: Path | None) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if path is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")])
-    cmd = [sys.executable, __file__, "--worker", shape, "--steps", str(steps)]
-    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--against", metavar="REV", help="commit to compare with")
@@ -107,15 +97,14 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps)))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        modes = {"this checkout": None}
-        if args.against:
-            modes = {args.against: extract(args.against, Path(tmp)), **modes}
+    with code_versions(args.against) as modes:
         best: dict[tuple[str, str], dict] = {}
         for _ in range(args.repeats):  # interleaved: both see the same load
             for shape in SHAPES:
                 for name, path in modes.items():
-                    result = run_worker(shape, args.steps, path)
+                    result = run_json(
+                        __file__, ["--worker", shape, "--steps", str(args.steps)], path
+                    )
                     print(f"  {shape} {name}: {result['seconds']:.2f} s", file=sys.stderr)
                     kept = best.setdefault((shape, name), result)
                     kept["seconds"] = min(kept["seconds"], result["seconds"])

@@ -6,8 +6,8 @@ least 3x faster per cell than before, with the same values. This script measures
 side by side: the same evaluation (ESC-50's shape: 5 s clips at 44.1 kHz, 50 classes,
 Kumar's CNN at width 0.25 with its batch-norm statistics estimated on the clips, smooth
 random masks in both mask domains) scored by this checkout and by ``--against REV``
-(its ``bench/`` and ``plugins/`` extracted with ``git archive`` and imported ahead of
-the installed package in a subprocess), interleaved, best of ``--repeats``. It prints
+(its ``bench/`` and ``plugins/`` extracted by ``against.py`` and imported ahead of the
+installed package in a subprocess), interleaved, best of ``--repeats``. It prints
 seconds per cell, the ratio, and the largest difference of any published value or row
 value between the two.
 
@@ -24,14 +24,11 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from against import code_versions, run_json
+
 METRICS = ("deletion_insertion", "faithfulness")
 
 
@@ -128,32 +125,6 @@ def worker(rows: int, device: str, threads: int) -> dict:
     return out
 
 
-def extract(rev: str, into: Path) -> Path:
-    """``bench/`` and ``plugins/`` of ``rev`` laid out as an importable ``l2i_bench``."""
-    src = into / "src"
-    src.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "bench", "plugins"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-    pkg = into / "pkg" / "l2i_bench"
-    shutil.copytree(src / "bench", pkg)
-    shutil.copytree(src / "plugins", pkg / "plugins")
-    return into / "pkg"
-
-
-def run_worker(rows: int, device: str, threads: int, path: Path | None) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    if path is not None:  # ahead of the installed (editable) package
-        env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")])
-    cmd = [sys.executable, __file__, "--worker", "--rows", str(rows), "--device", device]
-    cmd += ["--threads", str(threads)]
-    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=16)
@@ -166,14 +137,13 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.rows, args.device, args.threads)))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        modes = {"this checkout": None}
-        if args.against:
-            modes = {f"{args.against}": extract(args.against, Path(tmp)), **modes}
+    worker_args = ["--worker", "--rows", str(args.rows), "--device", args.device]
+    worker_args += ["--threads", str(args.threads)]
+    with code_versions(args.against) as modes:
         best: dict[str, dict] = {}
         for _ in range(args.repeats):  # interleaved: both see the same load
             for name, path in modes.items():
-                result = run_worker(args.rows, args.device, args.threads, path)
+                result = run_json(__file__, worker_args, path, args.threads)
                 seconds = ", ".join(f"{m} {s:.2f} s" for m, s in result["seconds"].items())
                 print(f"  {name}: {seconds}", file=sys.stderr, flush=True)  # kept on a timeout
                 if name not in best:
