@@ -251,8 +251,16 @@ def _listen_only(args: argparse.Namespace, config, registry) -> int:
             "--listen-only runs in this process and computes no cells",
             "leave out --executor and --force",
         )
-    written = write_listening_only(config, registry)
     folder = Path(config.out) / config.folder
+    try:
+        written = write_listening_only(config, registry)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the examples written so far are in {folder / 'listen'}; run "
+            "the same command again to write them all",
+            file=sys.stderr,
+        )
+        return 130
     print(
         f"\n{len(written)} interpretation(s) written under {folder / 'listen'}; rebuild the "
         f"report to hear them: l2i-bench report {folder}"

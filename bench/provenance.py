@@ -84,21 +84,25 @@ def _installed_from(package: Path) -> Path | None:
     ``sys.path``, which from a checkout's root is the checkout's own egg-info)."""
     for record in sorted(package.parent.glob("l2i_bench-*.dist-info/direct_url.json")):
         try:
-            url = urlparse(json.loads(record.read_text()).get("url", ""))
+            data = json.loads(record.read_text())
+            url = urlparse(data.get("url", ""))
         except (OSError, ValueError, AttributeError):
             continue
-        if url.scheme == "file":
-            return Path(unquote(url.path))
+        source = Path(unquote(url.path))
+        if url.scheme == "file" and "dir_info" in data and source.is_dir():
+            return source  # a wheel or archive by path, or a VCS URL: no checkout to read
     return None
 
 
 def installed_copy_state(package: Path, source: Path) -> dict[str, Any]:
-    """The commit of ``source`` (the checkout an installed copy came from), dirty unless
-    every file of the installed ``package`` equals that commit's file (git blob ids) and
-    no tracked module is missing from it."""
+    """The commit of ``source`` (the root of the checkout an installed copy came from),
+    dirty unless every file of the installed ``package`` equals that commit's file (git
+    blob ids) and no tracked file of ``bench/`` or ``plugins/`` is missing from it. A
+    dirty copy's ``sha`` is the checkout's HEAD now, the nearest known commit."""
     sha = _git(source, "rev-parse", "HEAD")
+    top = _git(source, "rev-parse", "--show-prefix") == ""  # the repository's root
     listing = _git(source, "ls-tree", "-r", "HEAD", *SOURCE_FOLDERS)
-    if sha is None or listing is None:
+    if sha is None or not top or listing is None:
         return {"sha": None, "dirty": None, "installed_from": str(source)}
     committed: dict[str, str] = {}
     for line in listing.splitlines():
@@ -107,12 +111,15 @@ def installed_copy_state(package: Path, source: Path) -> dict[str, Any]:
         committed[SOURCE_FOLDERS[folder] + rest] = meta.split()[2]
     files = sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     names = [p.relative_to(package).as_posix() for p in files]
-    blobs = _git(source, "hash-object", "--no-filters", *map(str, files)) or ""
-    differ = [n for n, b in zip(names, blobs.split(), strict=False) if committed.get(n) != b]
-    missing = sorted(n for n in committed if n.endswith(".py") and n not in set(names))
+    blobs = (_git(source, "hash-object", "--no-filters", *map(str, files)) or "").split()
+    if len(blobs) != len(files):
+        differ = ["(git hash-object failed on the installed files)"]
+    else:
+        differ = [n for n, b in zip(names, blobs, strict=True) if committed.get(n) != b]
+    missing = sorted(set(committed) - set(names))
     state: dict[str, Any] = {
         "sha": sha,
-        "dirty": bool(differ or missing) or len(blobs.split()) != len(files),
+        "dirty": bool(differ or missing),
         "installed_from": str(source),
     }
     if state["dirty"]:

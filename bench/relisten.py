@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from l2i_bench.errors import BenchError
+from l2i_bench.grid import GridPlan, cell_config_key, fold_facts
 from l2i_bench.listening import listening_picks, write_listening_examples
 from l2i_bench.registry import Registry
 from l2i_bench.results import PUBLISHED_CLASSIFIERS, CellResult, read_cells
@@ -51,10 +52,12 @@ def write_listening_only(config: RunConfig, registry: Registry) -> list[Path]:
         for fold in plan.folds:
             ws = FoldWorkspace(plan.dataset, fold, first_seed, plan.device, plan.architecture)
             _refuse_another_classifier(ws, cells, [cls.name for cls in plan.explainers])
+            _refuse_another_configuration(ws, plan, cells)
             for cls in plan.explainers:
                 if cls.needs_stems and not ws.has_stems:
                     continue  # not applicable here, as in a scored run (no cell either)
-                tqdm.write(f"listening: fold {fold} {cls.name}")
+                if config.show_progress:
+                    tqdm.write(f"listening: fold {fold} {cls.name}")
                 written += listen_to_cell(ws, cls, listen_root / f"fold-{fold}")
     return written
 
@@ -87,6 +90,37 @@ def _refuse_another_classifier(
         )
 
 
+def _refuse_another_configuration(
+    ws: FoldWorkspace, plan: GridPlan, cells: list[CellResult]
+) -> None:
+    """The cells beside which examples are written must be the ones this configuration
+    would compute (the key a scored run resumes by): another ``--limit`` draws another
+    test set, so other clips; other options or an explainer's new version explain
+    differently."""
+    facts = fold_facts(ws, plan.explainers)
+    stored = {
+        cell.explainer: cell
+        for cell in cells
+        if cell.fold == ws.fold and int(cell.seed) == ws.config.seed
+    }
+    other = [
+        cls.name
+        for cls in plan.explainers
+        if cls.name in stored
+        and stored[cls.name].config_key
+        != cell_config_key(ws.config, plan.dataset, facts, cls, plan.metrics)
+    ]
+    if other:
+        raise BenchError(
+            f"fold {ws.fold} seed {ws.config.seed}: the cells of {', '.join(other)} in "
+            f"{Path(ws.config.out) / ws.config.folder} were made under another "
+            "configuration (--limit, --option, explainer or metric versions, data), so "
+            "examples written now would not be theirs",
+            "give --listen-only the flags of the run that made them (their settings are "
+            "in the cell files and runs/ manifests), or leave those explainers out",
+        )
+
+
 def listen_to_cell(ws: FoldWorkspace, cls: type[Explainer], root: Path) -> list[Path]:
     """One cell's listening examples under ``root`` (``listen/fold-K``), explaining only
     the clips they hold."""
@@ -100,7 +134,7 @@ def listen_to_cell(ws: FoldWorkspace, cls: type[Explainer], root: Path) -> list[
         if "target" in ws.condition_stems[name]
     }
     picks, mixtures = listening_picks(ws.test.clips, rows.tolist(), config.listen, targets)
-    keep = torch.isin(rows, torch.tensor(picks, dtype=rows.dtype))
+    keep = [rows.tolist().index(pick) for pick in picks]  # a clip's first explained class
     explained, _ = explain_set(
         explainer,
         ws.test,

@@ -99,8 +99,25 @@ def test_a_copy_without_a_local_source_records_nothing(tmp_path: Path):
     record.parent.mkdir()
     record.write_text(json.dumps({"url": "https://example.org/l2i_bench.whl", "archive_info": {}}))
     assert _installed_from(package) is None
+    wheel = tmp_path / "l2i_bench-0.1.0-py3-none-any.whl"  # a wheel installed by path
+    wheel.write_bytes(b"PK")
+    record.write_text(json.dumps({"url": f"file://{wheel}", "archive_info": {}}))
+    assert _installed_from(package) is None
     assert installed_copy_state(package, tmp_path / "not-a-repo") == {
         "sha": None,
         "dirty": None,
         "installed_from": str(tmp_path / "not-a-repo"),
     }
+
+
+def test_a_source_below_a_repositorys_root_records_no_commit(tmp_path: Path):
+    """An unpacked source inside some other repository: that repository's HEAD is not
+    the installed code's commit."""
+    repo = _checkout(tmp_path)
+    inner = repo / "vendored" / "l2i-bench"
+    shutil.copytree(repo / "bench", inner / "bench")
+    shutil.copytree(repo / "plugins", inner / "plugins")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "vendored")
+    package = _install(inner, tmp_path / "site-packages")
+    assert installed_copy_state(package, inner)["sha"] is None

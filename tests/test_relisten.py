@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,10 @@ def test_listen_only_writes_the_scored_cells_clips_and_nothing_else(synth_dir, c
     # nothing scored, published or recorded
     after = {p: p.read_bytes() for p in board.rglob("*") if p.is_file() and scored not in p.parents}
     assert after == before
+
+    # another --limit draws another test set: other clips than the cells'
+    with pytest.raises(BenchError, match="made under another configuration"):
+        write_listening_only(replace(config, limit=6), registry)
 
     # a cell that explains another classifier: its examples cannot come from this one
     cell = board / "cells" / "fold-1" / "seed-0" / "saliency.json"
