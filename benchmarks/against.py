@@ -57,8 +57,9 @@ def run_json(script: str, args: Sequence[str], code: Path | None, threads: int =
     ``threads`` OpenMP threads; returns the JSON object its last line prints."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if code is not None:  # ahead of the installed (editable) package
-        env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, script, *args], env=env, check=True, capture_output=True, text=True
-    )
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:  # the worker's own traceback, not only its exit status
+        sys.stderr.write(done.stderr)
+        done.check_returncode()
     return json.loads(done.stdout.strip().splitlines()[-1])

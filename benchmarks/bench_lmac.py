@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per process (first dropped)")
     parser.add_argument("--worker", choices=SHAPES, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps < 2:
+        parser.error("--steps must be at least 2 (the first step is a warm-up)")
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps)))
         return
