@@ -8,9 +8,10 @@ ESC-50: an hour at one thread, for two five-second clips).
 
 Method (ours): per fold, on the first seed (the one a scored run writes examples for),
 each explainer is fitted or loaded from the cache exactly as its cell would be, on the
-same classifier (refused when the folder's cells explain another one), and explains
-only the clips :func:`l2i_bench.listening.listening_picks` chooses (the rule a scored
-cell uses) and, per condition set, the one mixture heard;
+same classifier (refused when the folder's cells explain another classifier or were
+made under another configuration), and explains only the clips
+:func:`l2i_bench.listening.listening_picks` chooses (the rule a scored cell uses) and,
+per condition set, the one mixture heard;
 :func:`l2i_bench.listening.write_listening_examples` writes them where a cell would.
 Explainers that need ground-truth stems are skipped on a dataset without them, as a
 scored run skips their cells. No cell, manifest or CSV is written.
@@ -51,8 +52,7 @@ def write_listening_only(config: RunConfig, registry: Registry) -> list[Path]:
         cells = read_cells(config.out, config.folder)
         for fold in plan.folds:
             ws = FoldWorkspace(plan.dataset, fold, first_seed, plan.device, plan.architecture)
-            _refuse_another_classifier(ws, cells, [cls.name for cls in plan.explainers])
-            _refuse_another_configuration(ws, plan, cells)
+            _refuse_cells_made_otherwise(ws, plan, cells)
             for cls in plan.explainers:
                 if cls.needs_stems and not ws.has_stems:
                     continue  # not applicable here, as in a scored run (no cell either)
@@ -62,60 +62,49 @@ def write_listening_only(config: RunConfig, registry: Registry) -> list[Path]:
     return written
 
 
-def _refuse_another_classifier(
-    ws: FoldWorkspace, cells: list[CellResult], explainers: list[str]
-) -> None:
-    """Examples heard beside a cell must come from the classifier the cell explains; on
-    another (a retrain on other arithmetic, no published checkpoint) they would be
-    another model's explanations, so nothing is written."""
-    sha = ws.classifier.checkpoint_sha256
-    other = [
-        cell
-        for cell in cells
-        if cell.fold == ws.fold
-        and int(cell.seed) == ws.config.seed
-        and cell.explainer in explainers
-        and cell.classifier_sha256 != sha
-    ]
-    if other:
-        names = ", ".join(sorted(c.explainer for c in other))
-        raise BenchError(
-            f"fold {ws.fold} seed {ws.config.seed}: the classifier here (sha256 {sha[:10]}) "
-            f"is not the one the cells of {names} explain "
-            f"({other[0].classifier_sha256[:10]}), so their listening examples cannot be "
-            "written from it",
-            f"put that classifier's published checkpoint in "
-            f"{Path(ws.config.out) / ws.config.folder / PUBLISHED_CLASSIFIERS} (or the "
-            "cache), or leave those explainers out",
-        )
-
-
-def _refuse_another_configuration(
+def _refuse_cells_made_otherwise(
     ws: FoldWorkspace, plan: GridPlan, cells: list[CellResult]
 ) -> None:
     """The cells beside which examples are written must be the ones this configuration
-    would compute (the key a scored run resumes by): another ``--limit`` draws another
-    test set, so other clips; other options or an explainer's new version explain
-    differently."""
+    would compute (the key a scored run resumes by, which holds the classifier's sha256):
+    another classifier (a retrain on other arithmetic, no published checkpoint) would
+    be another model's explanations, another ``--limit`` draws other test clips, other
+    options or an explainer's new version explain differently. The classifier is named
+    apart, since its fix differs."""
     facts = fold_facts(ws, plan.explainers)
     stored = {
         cell.explainer: cell
         for cell in cells
         if cell.fold == ws.fold and int(cell.seed) == ws.config.seed
     }
-    other = [
-        cls.name
-        for cls in plan.explainers
-        if cls.name in stored
-        and stored[cls.name].config_key
+    listened = [cls for cls in plan.explainers if cls.name in stored]
+    made_otherwise = [
+        stored[cls.name]
+        for cls in listened
+        if stored[cls.name].config_key
         != cell_config_key(ws.config, plan.dataset, facts, cls, plan.metrics)
     ]
-    if other:
+    where = Path(ws.config.out) / ws.config.folder
+    sha = ws.classifier.checkpoint_sha256
+    other_classifier = [
+        stored[cls.name] for cls in listened if stored[cls.name].classifier_sha256 != sha
+    ]
+    if other_classifier:
+        names = ", ".join(sorted(c.explainer for c in other_classifier))
         raise BenchError(
-            f"fold {ws.fold} seed {ws.config.seed}: the cells of {', '.join(other)} in "
-            f"{Path(ws.config.out) / ws.config.folder} were made under another "
-            "configuration (--limit, --option, explainer or metric versions, data), so "
-            "examples written now would not be theirs",
+            f"fold {ws.fold} seed {ws.config.seed}: the classifier here (sha256 {sha[:10]}) "
+            f"is not the one the cells of {names} explain "
+            f"({other_classifier[0].classifier_sha256[:10]}), so their listening examples "
+            "cannot be written from it",
+            f"put that classifier's published checkpoint in {where / PUBLISHED_CLASSIFIERS} "
+            "(or the cache), or leave those explainers out",
+        )
+    if made_otherwise:
+        names = ", ".join(c.explainer for c in made_otherwise)
+        raise BenchError(
+            f"fold {ws.fold} seed {ws.config.seed}: the cells of {names} in {where} were "
+            "made under another configuration (--limit, --option, explainer or metric "
+            "versions, data), so examples written now would not be theirs",
             "give --listen-only the flags of the run that made them (their settings are "
             "in the cell files and runs/ manifests), or leave those explainers out",
         )
@@ -133,8 +122,9 @@ def listen_to_cell(ws: FoldWorkspace, cls: type[Explainer], root: Path) -> list[
         for name, clips in ws.conditions.items()
         if "target" in ws.condition_stems[name]
     }
-    picks, mixtures = listening_picks(ws.test.clips, rows.tolist(), config.listen, targets)
-    keep = [rows.tolist().index(pick) for pick in picks]  # a clip's first explained class
+    explained_rows = rows.tolist()
+    picks, mixtures = listening_picks(ws.test.clips, explained_rows, config.listen, targets)
+    keep = [explained_rows.index(pick) for pick in picks]  # a clip's first explained class
     explained, _ = explain_set(
         explainer,
         ws.test,
