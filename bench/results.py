@@ -519,7 +519,8 @@ def classifier_table(cells: list[CellResult], runs: Path) -> pd.DataFrame:
     """The test quality of every classifier the cells explain, one row per (fold, seed),
     read from the run manifest in ``runs`` that trained or reloaded it, matched by the
     weights' sha256 (the manifest of a run that made one of these cells first, else the
-    newest): derived from the cells like every published file, so that cells copied in
+    newest; among those, the one that trained it, so that a board resumed by a later
+    run names where its classifier came from): derived from the cells like every published file, so that cells copied in
     from another run's folder cannot be shown beside another classifier's quality. A
     classifier no manifest records keeps its row, quality empty and a note saying
     which manifest to copy into ``runs/``."""
@@ -541,7 +542,9 @@ def classifier_table(cells: list[CellResult], runs: Path) -> pd.DataFrame:
         row: dict[str, Any] = {"fold": fold, "seed": seed}
         candidates = records.get(sha, [])
         own = [c for c in candidates if c[0] in made_by[(fold, seed, sha)]]
-        run_id, record = (own or candidates or [("", {})])[-1]
+        pool = own or candidates
+        trained = [c for c in pool if c[1].get("reused") is False]
+        run_id, record = (trained or pool or [("", {})])[-1]
         quality = record.get("test_quality") or {}
         row.update({k: float(v) for k, v in quality.items()})
         row["classifier_sha256"] = sha[:12]

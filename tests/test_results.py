@@ -139,3 +139,29 @@ def test_classifier_table_follows_the_cells_not_a_stale_file(tmp_path):
     assert list(table["run"]) == [first, "", first]
     assert table["note"][1].startswith("no manifest in runs/ records this classifier")
     assert table["note"][0] == table["note"][2] == ""
+
+
+def test_classifier_table_names_the_run_that_trained_a_resumed_boards_classifier(tmp_path):
+    """A board whose fold was finished by a second run (which reloaded the classifier)
+    names the run that trained it, not the newest one that recorded it."""
+    root = tmp_path / "d"
+    trained, resumed = "20260101T000000Z-s0", "20260102T000000Z-s0"
+    for name, run in (("l2i", trained), ("slime", resumed)):
+        cell = make_cell(
+            "5",
+            name,
+            [Score("fid", "fidelity_top1", 0.5, "higher")],
+            classifier_sha256="a" * 64,
+            run_id=run,
+        )
+        write_json_atomic(cell_path(tmp_path, "d", "5", name, 0), cell.to_json())
+    (root / "runs").mkdir()
+    for run, reused in ((trained, False), (resumed, True)):
+        record = {"sha256": "a" * 64, "reused": reused, "test_quality": {"accuracy": 0.9}}
+        (root / "runs" / f"{run}.json").write_text(
+            json.dumps({"run_id": run, "classifier": {"5/seed-0": record}})
+        )
+    publish(tmp_path, "d")
+    table = pd.read_csv(root / "classifier.csv", dtype={"fold": str})
+    assert list(table["run"]) == [trained]
+    assert list(table["accuracy"]) == [0.9]
