@@ -518,12 +518,12 @@ def publish(out: Path, dataset: str) -> tuple[Path, Path]:
 def classifier_table(cells: list[CellResult], runs: Path) -> pd.DataFrame:
     """The test quality of every classifier the cells explain, one row per (fold, seed),
     read from the run manifest in ``runs`` that trained or reloaded it, matched by the
-    weights' sha256 (the manifest of a run that made one of these cells first, else the
-    newest; among those, the one that trained it, so that a board resumed by a later
-    run names where its classifier came from): derived from the cells like every published file, so that cells copied in
-    from another run's folder cannot be shown beside another classifier's quality. A
-    classifier no manifest records keeps its row, quality empty and a note saying
-    which manifest to copy into ``runs/``."""
+    weights' sha256: the runs that made these cells before any other, and among them the
+    one that trained the weights (a board resumed by a later run names where its
+    classifier came from), else the newest. Derived from the cells like every published
+    file, so that cells copied in from another run's folder cannot be shown beside
+    another classifier's quality. A classifier no manifest records keeps its row,
+    quality empty and a note saying which manifest to copy into ``runs/``."""
     records: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # sha256 -> (run id, record)
     for path in sorted(Path(runs).glob("*.json")):  # run ids sort by time: oldest first
         try:
