@@ -182,16 +182,22 @@ def test_a_rebuild_without_listen_keeps_the_published_gallery(tmp_path):
 
 def test_the_gallery_keeps_whole_folds_within_its_audio_budget(tmp_path):
     """Three folds of one 2 s clip with three interpretations each (6 s of audio per
-    fold): a 13 s budget keeps folds 1 and 2 whole and states that one clip is left out."""
+    fold): a 13 s budget keeps folds 1 and 2 whole and states that one clip is left out,
+    also when a fresh clone (no listen/) rebuilds it from the published media."""
     import shutil
 
     results = _tiny_results(tmp_path)
     for fold in ("2", "3"):
         shutil.copytree(results / "listen" / "fold-1", results / "listen" / f"fold-{fold}")
+    shutil.copytree(results / "listen", tmp_path / "keep")
     index = build_report(results, max_audio_seconds=13.0)
     html = (index.parent / "gallery.html").read_text()
     assert re.findall(r"<h2>fold (\d)", html) == ["1", "2"]
     assert "1 clip(s) of later folds are left out" in html
+    shutil.rmtree(results / "listen")  # a fresh clone: the rebuild says the same
+    again = build_report(results, max_audio_seconds=13.0)
+    assert (again.parent / "gallery.html").read_text() == html
+    shutil.copytree(tmp_path / "keep", results / "listen")
     index = build_report(results, max_audio_seconds=1.0)  # the first fold always stays
     assert re.findall(r"<h2>fold (\d)", (index.parent / "gallery.html").read_text()) == ["1"]
 

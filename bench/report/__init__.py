@@ -86,8 +86,8 @@ def build_report(
     else:
         # listen/ is not in git: on a fresh clone the published report's own media and
         # gallery.json are the listening material, so a rebuild carries them over.
-        clips = gallery.carry_over(final, report)
-    gallery.save(clips, report)
+        clips, omitted = gallery.carry_over(final, report)
+    gallery.save(clips, report, omitted)
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),

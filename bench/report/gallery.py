@@ -169,35 +169,43 @@ def render(clips: list[GalleryClip], report: Path, *, compression: float = 0.7) 
             item.gain = _gain(own, source, top, base.with_name(base.name + "-gain.jpg"), report)
 
 
-def save(clips: list[GalleryClip], report: Path) -> None:
-    """``report/gallery.json``: the rendered clips, so a later rebuild without
-    ``listen/`` (a fresh clone) can carry the media over (:func:`carry_over`)."""
-    payload = [
-        {
-            **{k: v for k, v in asdict(c).items() if k not in ("original", "target")},
-            "interpretations": [asdict(i) for i in c.interpretations],
-        }
-        for c in clips
-    ]
+def save(clips: list[GalleryClip], report: Path, omitted: int = 0) -> None:
+    """``report/gallery.json``: the rendered clips and how many the audio budget left
+    out, so a later rebuild without ``listen/`` (a fresh clone) can carry the media
+    over and still say what the gallery lacks (:func:`carry_over`)."""
+    payload = {
+        "omitted": omitted,
+        "clips": [
+            {
+                **{k: v for k, v in asdict(c).items() if k not in ("original", "target")},
+                "interpretations": [asdict(i) for i in c.interpretations],
+            }
+            for c in clips
+        ],
+    }
     (report / "gallery.json").write_text(json.dumps(payload, indent=1))
 
 
-def carry_over(old_report: Path, report: Path) -> list[GalleryClip]:
-    """The clips of a previous build with their media copied into ``report`` (none
-    when there is no previous build or its gallery.json is unreadable)."""
+def carry_over(old_report: Path, report: Path) -> tuple[list[GalleryClip], int]:
+    """The clips of a previous build with their media copied into ``report``, and how
+    many clips that build left out (no clips and 0 when there is no previous build or its
+    gallery.json is unreadable; a gallery.json written before 2026-12-07 is a bare
+    list of clips and records no omissions)."""
     try:
         payload = json.loads((old_report / "gallery.json").read_text())
     except (OSError, ValueError):
-        return []
+        return [], 0
+    if isinstance(payload, list):
+        payload = {"omitted": 0, "clips": payload}
     if (old_report / "media").is_dir():
         shutil.copytree(old_report / "media", report / "media", dirs_exist_ok=True)
     clips = []
-    for item in payload:
+    for item in payload.get("clips", []):
         interpretations = [Interpretation(**i) for i in item.pop("interpretations", [])]
         clip = GalleryClip(original=Path(), **item)
         clip.interpretations = interpretations
         clips.append(clip)
-    return clips
+    return clips, int(payload.get("omitted", 0))
 
 
 def _safe(name: str) -> str:
