@@ -70,20 +70,13 @@ def _refuse_cells_made_otherwise(
     another classifier (a retrain on other arithmetic, no published checkpoint) would
     be another model's explanations, another ``--limit`` draws other test clips, other
     options or an explainer's new version explain differently. The classifier is named
-    apart, since its fix differs."""
-    facts = fold_facts(ws, plan.explainers)
+    apart, since its fix differs (and is checked first)."""
     stored = {
         cell.explainer: cell
         for cell in cells
         if cell.fold == ws.fold and int(cell.seed) == ws.config.seed
     }
     listened = [cls for cls in plan.explainers if cls.name in stored]
-    made_otherwise = [
-        stored[cls.name]
-        for cls in listened
-        if stored[cls.name].config_key
-        != cell_config_key(ws.config, plan.dataset, facts, cls, plan.metrics)
-    ]
     where = Path(ws.config.out) / ws.config.folder
     sha = ws.classifier.checkpoint_sha256
     other_classifier = [
@@ -99,6 +92,13 @@ def _refuse_cells_made_otherwise(
             f"put that classifier's published checkpoint in {where / PUBLISHED_CLASSIFIERS} "
             "(or the cache), or leave those explainers out",
         )
+    facts = fold_facts(ws, plan.explainers)
+    made_otherwise = [
+        stored[cls.name]
+        for cls in listened
+        if stored[cls.name].config_key
+        != cell_config_key(ws.config, plan.dataset, facts, cls, plan.metrics)
+    ]
     if made_otherwise:
         names = ", ".join(c.explainer for c in made_otherwise)
         raise BenchError(
