@@ -178,6 +178,11 @@ def test_a_rebuild_without_listen_keeps_the_published_gallery(tmp_path):
     assert re.findall(r'<audio [^>]*src="([^"]+)"', html) == sources
     assert all((again.parent / s).stat().st_size > 1000 for s in sources)
     assert not list(tmp_path.rglob(".report.building-*"))  # the build folder was swapped in
+    # a report built before gallery.json recorded omissions holds a bare list of clips
+    record = again.parent / "gallery.json"
+    record.write_text(json.dumps(json.loads(record.read_text())["clips"]))
+    third = build_report(results)
+    assert (third.parent / "gallery.html").read_text() == html
 
 
 def test_the_gallery_keeps_whole_folds_within_its_audio_budget(tmp_path):
